@@ -1,0 +1,60 @@
+"""policy_store: bandit math, policy config, stores and the proxy's PolicyReader.
+
+Pure numpy for the math; Redis only in ``RedisPolicyStore``. Imports nothing
+else of rl-commons.
+"""
+
+from ._compat import ContextualBandit, RLAgent
+from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
+from ._errors import (
+    ConfigError,
+    InvalidDeltaError,
+    RLCommonsError,
+    StoreUnavailableError,
+    UnknownArmError,
+    UnknownPolicyError,
+)
+from ._keys import PolicyKeys
+from ._memory import InMemoryPolicyStore
+from ._reader import NoSnapshotError, PolicyReader, ReaderView
+from ._redis import RedisPolicyStore
+from ._settings import Settings
+from ._state import ArmStats, Observation, PolicyState, aggregate, merge
+from ._store import ApplyResult, Head, PolicyStore
+from .bandits import Algorithm, LinearThompson, LinUCB, Selection, Snapshot, make_algorithm
+
+__all__ = [
+    "Algorithm",
+    "AlgorithmConfig",
+    "ApplyResult",
+    "ArmStats",
+    "ConfigError",
+    "ContextualBandit",
+    "Head",
+    "InMemoryPolicyStore",
+    "InvalidDeltaError",
+    "LinUCB",
+    "LinearThompson",
+    "NoSnapshotError",
+    "Observation",
+    "PolicyConfig",
+    "PolicyKeys",
+    "PolicyReader",
+    "PolicyState",
+    "PolicyStore",
+    "RLAgent",
+    "RLCommonsError",
+    "ReaderView",
+    "RedisPolicyStore",
+    "RewardSpec",
+    "Selection",
+    "Settings",
+    "Snapshot",
+    "StoreUnavailableError",
+    "UnknownArmError",
+    "UnknownPolicyError",
+    "aggregate",
+    "make_algorithm",
+    "make_config",
+    "merge",
+]

@@ -1,0 +1,56 @@
+"""Redis key layout. Every key of one policy shares the hash tag ``{name}``, so one
+policy lives in one Redis Cluster slot and the Lua apply touches a single slot.
+
+    {prefix}:policies                 set of policy names (registry, own slot)
+    {prefix}:{name}:config            JSON of PolicyConfig
+    {prefix}:{name}:state             hash: xx:<arm> (d·d f8 LE), b:<arm> (d f8 LE), n:<arm>
+    {prefix}:{name}:version           integer, bumped on every apply / reset
+    {prefix}:{name}:updated_at        unix seconds of the last change
+    {prefix}:{name}:dedupe:<id>       "1" with TTL: decision_id already applied
+    {prefix}:{name}:versions          pub/sub channel announcing new versions
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PolicyKeys:
+    prefix: str
+    name: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.name}}}"
+
+    @property
+    def config(self) -> str:
+        return f"{self.base}:config"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}:state"
+
+    @property
+    def version(self) -> str:
+        return f"{self.base}:version"
+
+    @property
+    def updated_at(self) -> str:
+        return f"{self.base}:updated_at"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.base}:versions"
+
+    def dedupe(self, decision_id: str) -> str:
+        return f"{self.base}:dedupe:{decision_id}"
+
+    def extra(self, suffix: str) -> str:
+        """A key of the same slot for other components (metrics, aggregates)."""
+        return f"{self.base}:{suffix}"
+
+
+def registry_key(prefix: str) -> str:
+    return f"{prefix}:policies"

@@ -1,0 +1,137 @@
+"""``InMemoryPolicyStore``: the same contract as Redis, in one process (thread-safe)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from ._config import PolicyConfig
+from ._errors import ConfigError, UnknownPolicyError
+from ._state import ArmStats, PolicyState
+from ._store import Head, PolicyStore
+
+
+class InMemoryPolicyStore(PolicyStore):
+    """Policies in a dict; dedupe ids expire after the policy's TTL like in Redis."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.RLock()
+        self._configs: dict[str, PolicyConfig] = {}
+        self._states: dict[str, dict[str, ArmStats]] = {}
+        self._versions: dict[str, int] = {}
+        self._updated: dict[str, float | None] = {}
+        self._seen: dict[str, dict[str, float]] = {}
+        self._clock = clock
+        self.listeners: list[Callable[[str, int], None]] = []
+
+    def _need(self, name: str) -> PolicyConfig:
+        try:
+            return self._configs[name]
+        except KeyError:
+            raise UnknownPolicyError(
+                f"no policy named {name!r}; create it first (rl-commons policy create)"
+            ) from None
+
+    def create(self, config: PolicyConfig, *, exist_ok: bool = False) -> PolicyConfig:
+        with self._lock:
+            if config.name in self._configs:
+                if exist_ok:
+                    return self._configs[config.name]
+                raise ConfigError(
+                    f"policy {config.name!r} already exists; delete it or pick another name"
+                )
+            self._configs[config.name] = config
+            self._states[config.name] = {}
+            self._versions[config.name] = 0
+            self._updated[config.name] = None
+            self._seen[config.name] = {}
+            return config
+
+    def get_config(self, name: str) -> PolicyConfig:
+        with self._lock:
+            return self._need(name)
+
+    def put_config(self, config: PolicyConfig) -> PolicyConfig:
+        with self._lock:
+            old = self._need(config.name)
+            _check_compatible(old, config)
+            self._configs[config.name] = config
+            return config
+
+    def list_policies(self) -> list[str]:
+        with self._lock:
+            return sorted(self._configs)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._need(name)
+            for d in (self._configs, self._states, self._versions, self._updated, self._seen):
+                d.pop(name, None)
+
+    def head(self, name: str) -> Head:
+        with self._lock:
+            return Head(
+                self._versions[name] if name in self._versions else 0,
+                self._need(name),
+                self._updated.get(name),
+            )
+
+    def read_state(self, name: str) -> PolicyState:
+        with self._lock:
+            self._need(name)
+            return PolicyState(
+                arms=dict(self._states[name]),
+                version=self._versions[name],
+                updated_at=self._updated[name],
+            )
+
+    def reset(self, name: str) -> int:
+        with self._lock:
+            self._need(name)
+            self._states[name] = {}
+            return self._bump(name)
+
+    def _bump(self, name: str) -> int:
+        self._versions[name] += 1
+        self._updated[name] = self._clock()
+        v = self._versions[name]
+        for fn in list(self.listeners):
+            fn(name, v)
+        return v
+
+    def _apply_deltas(
+        self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
+    ) -> tuple[int, list[str]]:
+        name = config.name
+        with self._lock:
+            self._need(name)
+            now = self._clock()
+            seen = self._seen[name]
+            dups = [i for i in decision_ids if seen.get(i, -1.0) > now]
+            if dups:
+                return self._versions[name], dups
+            expiry = now + config.dedupe_ttl_seconds
+            for i in decision_ids:
+                seen[i] = expiry
+            state = self._states[name]
+            gamma = config.algorithm.forgetting
+            for arm, delta in deltas.items():
+                delta.validate(config.n_features)
+                old = state.get(arm) or ArmStats.zeros(config.n_features)
+                state[arm] = old.decayed(gamma**delta.n) + delta
+            return self._bump(name), []
+
+
+def _check_compatible(old: PolicyConfig, new: PolicyConfig) -> None:
+    if new.n_features != old.n_features:
+        raise ConfigError(
+            f"n_features cannot change from {old.n_features} to {new.n_features} on a live policy; "
+            "create a new policy (or reset and recreate this one)"
+        )
+    removed = [a for a in old.arms if a not in new.arms]
+    if removed:
+        raise ConfigError(
+            f"arms {removed} cannot be removed from a live policy; keep them (set another "
+            "baseline_arm) or create a new policy"
+        )

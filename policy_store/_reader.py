@@ -1,0 +1,182 @@
+"""``PolicyReader``: the proxy's local, immutable copy of a policy.
+
+A background thread polls the store's head (version + config, one Redis MGET)
+every ``poll_interval`` seconds and, when the version moved, reads the state
+and swaps in a new precomputed ``Snapshot``. ``select`` only reads the current
+snapshot: it never touches the network. If the store is unreachable the last
+snapshot stays in use and ``staleness`` grows; callers decide (with the policy's
+``max_staleness_seconds``) when it is too old.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._config import PolicyConfig
+from ._errors import RLCommonsError
+from ._store import PolicyStore
+from .bandits import Algorithm, Selection, Snapshot, make_algorithm
+
+log = logging.getLogger(__name__)
+
+
+class NoSnapshotError(RLCommonsError, LookupError):
+    """The reader has not loaded the policy yet (store unreachable or policy missing)."""
+
+
+@dataclass(frozen=True)
+class ReaderView:
+    """Everything ``select`` needs, swapped atomically as one object."""
+
+    config: PolicyConfig
+    algorithm: Algorithm
+    snapshot: Snapshot
+    loaded_at: float
+
+
+class PolicyReader:
+    """Keeps an up-to-date snapshot of ``policy`` from ``store``.
+
+    >>> from policy_store import InMemoryPolicyStore, make_config
+    >>> store = InMemoryPolicyStore()
+    >>> _ = store.create(make_config(name="p", arms=["a", "b"], n_features=2))
+    >>> with PolicyReader(store, "p", seed=0) as reader:
+    ...     reader.select([1.0, 0.0]).arm in ("a", "b")
+    True
+    """
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        policy: str,
+        *,
+        poll_interval: float = 0.1,
+        seed: int | np.random.Generator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        start: bool = True,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.poll_interval = poll_interval
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._clock = clock
+        self._view: ReaderView | None = None
+        self._last_ok: float | None = None
+        self._config_json: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refresh_errors = 0
+        self.refreshes = 0
+        if start:
+            self.start()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> PolicyReader:
+        """Load once (best effort) and start the background refresh thread."""
+        if self._thread is not None:
+            return self
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"policy-reader-{self.policy}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+
+    def __enter__(self) -> PolicyReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            self.refresh()
+
+    # -- refresh ---------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """One poll; returns True when a new snapshot was installed. Never raises."""
+        try:
+            head = self.store.head(self.policy)
+            view = self._view
+            cfg_json = head.config.to_json()
+            if view is not None and head.version == view.snapshot.version:
+                if cfg_json == self._config_json:
+                    self._last_ok = self._clock()
+                    return False
+            state = self.store.read_state(self.policy)
+            algo = make_algorithm(head.config.algorithm)
+            snap = algo.snapshot(state, head.config.arms, head.config.n_features)
+            self._install(head.config, algo, snap, cfg_json)
+            return True
+        except Exception as exc:  # the proxy must keep serving whatever happens here
+            self.refresh_errors += 1
+            log.debug("policy refresh failed for %s: %s", self.policy, exc)
+            return False
+
+    def _install(
+        self, config: PolicyConfig, algo: Algorithm, snap: Snapshot, cfg_json: str
+    ) -> None:
+        self._view = ReaderView(config, algo, snap, self._clock())
+        self._config_json = cfg_json
+        self._last_ok = self._clock()
+        self.refreshes += 1
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def view(self) -> ReaderView | None:
+        return self._view
+
+    @property
+    def config(self) -> PolicyConfig | None:
+        v = self._view
+        return v.config if v else None
+
+    @property
+    def version(self) -> int | None:
+        v = self._view
+        return v.snapshot.version if v else None
+
+    def staleness(self) -> float:
+        """Seconds since the store last confirmed our snapshot is current (inf if never)."""
+        last = self._last_ok
+        return float("inf") if last is None else max(0.0, self._clock() - last)
+
+    def wait_for_version(self, version: int, timeout: float = 5.0) -> bool:
+        """Block until a snapshot of at least ``version`` is installed (for tests and tools)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.version
+            if v is not None and v >= version:
+                return True
+            time.sleep(min(0.01, self.poll_interval))
+        return False
+
+    def select(
+        self, features: Sequence[float] | np.ndarray, offered: Sequence[int] | None = None
+    ) -> Selection:
+        """Choose an arm for ``features`` from the current snapshot (no network)."""
+        view = self._view
+        if view is None:
+            raise NoSnapshotError(
+                f"policy {self.policy!r} not loaded yet (store unreachable or policy missing)"
+            )
+        x = np.asarray(features, dtype=np.float64)
+        if x.shape != (view.snapshot.d,):
+            raise ValueError(
+                f"feature vector has shape {x.shape}; policy {self.policy!r} expects "
+                f"({view.snapshot.d},) — fix the feature function or the policy's n_features"
+            )
+        return view.algorithm.select(view.snapshot, x, self._rng, offered)

@@ -1,0 +1,47 @@
+"""Settings read once at the entry points (env prefix ``RL_COMMONS_``), passed down as objects."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of rl-commons; each field is the env var ``RL_COMMONS_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RL_COMMONS_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, …")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    topic_prefix: str = Field(
+        "rlc.", description="Prefix of the decisions/outcomes/rewards/dlq topics."
+    )
+    topic_partitions: int = Field(4, ge=1, description="Partitions when rl-commons creates topics.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL (password in the URL)."
+    )
+    redis_password: SecretStr | None = Field(None, description="Overrides the URL's password.")
+    key_prefix: str = Field("rlc", description="Prefix of every Redis key.")
+    policy: str = Field("provider_selection", description="Default policy name.")
+    dashboard_token: SecretStr | None = Field(
+        None, description="Token required for dashboard writes (rollout, kill switch)."
+    )
+    producer_queue_max: int = Field(100_000, ge=1, description="Events buffered before drops.")
+    poll_interval: float = Field(0.1, gt=0, description="PolicyReader refresh period (s).")
+
+    def redis_kwargs(self) -> dict:
+        kw: dict = {}
+        if self.redis_password is not None:
+            kw["password"] = self.redis_password.get_secret_value()
+        return kw
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,126 @@
+"""The ``PolicyStore`` interface: where configs and learned state live.
+
+Two implementations pass the same contract tests (tests/unit/test_store_contract.py):
+``InMemoryPolicyStore`` (for embedding and tests without services) and
+``RedisPolicyStore`` (production; atomic Lua apply).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import PolicyConfig
+from ._errors import UnknownArmError
+from ._state import ArmStats, Observation, PolicyState, aggregate
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one ``apply`` did: the version after it, observations added and skipped."""
+
+    version: int
+    applied: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Head:
+    """The cheap part a proxy polls: version, config and when the state last changed."""
+
+    version: int
+    config: PolicyConfig
+    updated_at: float | None
+
+
+class PolicyStore(ABC):
+    """Configs, learned state, versions and idempotent updates of policies."""
+
+    # -- configs ------------------------------------------------------------------------------
+    @abstractmethod
+    def create(self, config: PolicyConfig, *, exist_ok: bool = False) -> PolicyConfig:
+        """Register a policy (refuses an existing name unless ``exist_ok``)."""
+
+    @abstractmethod
+    def get_config(self, name: str) -> PolicyConfig:
+        """The policy's config; ``UnknownPolicyError`` when it does not exist."""
+
+    @abstractmethod
+    def put_config(self, config: PolicyConfig) -> PolicyConfig:
+        """Replace the config of an existing policy (n_features cannot change)."""
+
+    def update_config(self, name: str, **changes: Any) -> PolicyConfig:
+        """Validated copy of the config with ``changes`` applied, then stored."""
+        return self.put_config(self.get_config(name).with_changes(**changes))
+
+    def add_arm(self, name: str, arm: str) -> PolicyConfig:
+        """Add an arm at runtime; it starts from the prior."""
+        cfg = self.get_config(name)
+        if arm in cfg.arms:
+            return cfg
+        return self.update_config(name, arms=(*cfg.arms, arm))
+
+    @abstractmethod
+    def list_policies(self) -> list[str]: ...
+
+    @abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    # -- state ---------------------------------------------------------------------------------
+    @abstractmethod
+    def head(self, name: str) -> Head:
+        """Version and config in one cheap call (what ``PolicyReader`` polls)."""
+
+    @abstractmethod
+    def read_state(self, name: str) -> PolicyState:
+        """Every arm's statistics with the version they belong to."""
+
+    def version(self, name: str) -> int:
+        return self.head(name).version
+
+    @abstractmethod
+    def reset(self, name: str) -> int:
+        """Forget all learned state (config kept); returns the new version."""
+
+    @abstractmethod
+    def _apply_deltas(
+        self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
+    ) -> tuple[int, list[str]]:
+        """Atomically: if any decision_id was already applied, change nothing and return them;
+        else mark all as applied, add the deltas (with forgetting), bump and publish the version.
+        Returns (version, duplicates)."""
+
+    def apply(self, name: str, observations: Iterable[Observation]) -> ApplyResult:
+        """Add a batch of rewarded decisions exactly once.
+
+        Decision ids already applied (now or in an earlier batch, within the
+        dedupe TTL) are skipped; the rest are added in one atomic step. A batch
+        with an unknown arm, the wrong feature length or a non-finite number is
+        refused whole (``UnknownArmError`` / ``InvalidDeltaError``) and changes nothing.
+        """
+        config = self.get_config(name)
+        unique: dict[str, Observation] = {}
+        for obs in observations:
+            if obs.arm not in config.arms:
+                raise UnknownArmError(
+                    f"arm {obs.arm!r} is not one of policy {name!r}'s arms {list(config.arms)}"
+                )
+            unique.setdefault(obs.decision_id, obs)
+        in_batch_dupes = 0
+        total = len(unique)
+        skipped = 0
+        pending = list(unique.values())
+        # validate everything before touching the store
+        aggregate(pending, config.n_features)
+        while True:
+            if not pending:
+                return ApplyResult(self.version(name), 0, skipped + in_batch_dupes)
+            deltas = aggregate(pending, config.n_features)
+            version, dups = self._apply_deltas(config, [o.decision_id for o in pending], deltas)
+            if not dups:
+                return ApplyResult(version, total - skipped, skipped + in_batch_dupes)
+            seen = set(dups)
+            skipped += len(seen)
+            pending = [o for o in pending if o.decision_id not in seen]

@@ -1,0 +1,80 @@
+"""Topic names and creation. Topics are pre-created; never rely on auto-creation.
+
+Decisions and outcomes must have the same partition count (co-partitioned join).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from policy_store import Settings
+
+TOPIC_KINDS = ("decisions", "outcomes", "rewards", "dlq")
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "rlc."
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls(settings.topic_prefix)
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}decisions"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}outcomes"
+
+    @property
+    def rewards(self) -> str:
+        return f"{self.prefix}rewards"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def all(self) -> list[str]:
+        return [self.decisions, self.outcomes, self.rewards, self.dlq]
+
+
+def create_topics(
+    bootstrap: str,
+    topics: Topics,
+    *,
+    partitions: int = 4,
+    replication: int = 1,
+    timeout: float = 30.0,
+    client_config: dict | None = None,
+) -> list[str]:
+    """Create the four topics if missing; returns the names created. Idempotent."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [t for t in topics.all() if t not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in wanted],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    # metadata propagation
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(wanted) <= set(admin.list_topics(timeout=timeout).topics):
+            break
+        time.sleep(0.1)
+    return created

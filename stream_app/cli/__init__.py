@@ -1,0 +1,48 @@
+"""The ``rl-commons`` command line. Each subcommand lives in its own module with a
+``register(subparsers)`` function; nothing runs at import time."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# module name (under stream_app.cli) -> registers one or more subcommands
+COMMAND_MODULES = [
+    "_dev",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rl-commons",
+        description=(
+            "Learn which LLM provider to route each request to. A contextual bandit picks the "
+            "provider, decisions and outcomes flow through Kafka, a Faust stream turns them into "
+            "rewards and updates the policy in Redis. Settings come from RL_COMMONS_* env vars."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{mod}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # errors a person can act on, not tracebacks
+        from policy_store import RLCommonsError
+
+        if isinstance(exc, RLCommonsError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
