@@ -18,7 +18,7 @@ from ._store import Head, PolicyStore
 
 
 def _translate(exc: Exception, url: str) -> Exception:
-    if isinstance(exc, redis.AuthenticationError | redis.AuthorizationError):
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return StoreUnavailableError(
             f"Redis at {url} refused the credentials; "
             "set RL_COMMONS_REDIS_URL (or RL_COMMONS_REDIS_PASSWORD) with the right password"

@@ -115,6 +115,12 @@ def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats
         by_arm.setdefault(obs.arm, []).append(obs)
     out: dict[str, ArmStats] = {}
     for arm, items in by_arm.items():
+        for o in items:
+            if len(o.features) != d:
+                raise InvalidDeltaError(
+                    f"decision {o.decision_id!r} has {len(o.features)} features, "
+                    f"the policy expects n_features={d}"
+                )
         X = np.asarray([o.features for o in items], dtype=np.float64).reshape(len(items), -1)
         if X.shape[1] != d:
             raise InvalidDeltaError(

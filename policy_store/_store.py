@@ -102,13 +102,16 @@ class PolicyStore(ABC):
         """
         config = self.get_config(name)
         unique: dict[str, Observation] = {}
+        in_batch_dupes = 0
         for obs in observations:
             if obs.arm not in config.arms:
                 raise UnknownArmError(
                     f"arm {obs.arm!r} is not one of policy {name!r}'s arms {list(config.arms)}"
                 )
-            unique.setdefault(obs.decision_id, obs)
-        in_batch_dupes = 0
+            if obs.decision_id in unique:
+                in_batch_dupes += 1
+            else:
+                unique[obs.decision_id] = obs
         total = len(unique)
         skipped = 0
         pending = list(unique.values())

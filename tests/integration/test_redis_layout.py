@@ -1,0 +1,62 @@
+"""The Redis layout is readable with redis-cli and uses one hash tag per policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policy_store import (
+    Observation,
+    PolicyReader,
+    RedisPolicyStore,
+    StoreUnavailableError,
+    make_config,
+)
+
+
+def test_keys_share_one_hash_tag_and_state_is_float64_bytes(redis_store, redis_client, key_prefix):
+    redis_store.create(make_config(name="route", arms=["x", "y"], n_features=2))
+    redis_store.apply("route", [Observation("d1", "x", (1.0, 2.0), 0.5)])
+    keys = sorted(k.decode() for k in redis_client.keys(f"{key_prefix}:*"))
+    slotted = [k for k in keys if k != f"{key_prefix}:policies"]
+    assert all("{route}" in k for k in slotted), keys
+    assert f"{key_prefix}:{{route}}:dedupe:d1" in keys
+    assert 0 < redis_client.ttl(f"{key_prefix}:{{route}}:dedupe:d1") <= 7 * 24 * 3600
+    raw = redis_client.hget(f"{key_prefix}:{{route}}:state", "xx:x")
+    np.testing.assert_array_equal(np.frombuffer(raw, "<f8"), [1.0, 2.0, 2.0, 4.0])
+    assert redis_client.hget(f"{key_prefix}:{{route}}:state", "n:x") == b"1"
+    assert redis_client.get(f"{key_prefix}:{{route}}:version") == b"1"
+    # no pickle anywhere: the config is JSON
+    assert redis_client.get(f"{key_prefix}:{{route}}:config").startswith(b"{")
+
+
+def test_version_published_on_channel(redis_store, redis_client):
+    redis_store.create(make_config(name="pub", arms=["x"], n_features=1))
+    ps = redis_client.pubsub()
+    ps.subscribe(redis_store.keys("pub").channel)
+    ps.get_message(timeout=1)  # subscribe confirmation
+    redis_store.apply("pub", [Observation("d1", "x", (1.0,), 0.5)])
+    msg = ps.get_message(timeout=2)
+    assert msg and msg["data"] == b"1"
+    ps.close()
+
+
+def test_unreachable_redis_names_the_url_and_reader_keeps_snapshot():
+    from stream_app.embedded import EmbeddedRedis
+
+    r = EmbeddedRedis().start()
+    store = RedisPolicyStore.from_url(r.url, prefix="x")
+    store.create(make_config(name="p", arms=["a", "b"], n_features=1))
+    reader = PolicyReader(store, "p", poll_interval=0.02, seed=0)
+    assert reader.version == 0
+    r.stop()
+    with pytest.raises(StoreUnavailableError, match=str(r.port)):
+        store.get_config("p")
+    errors_before = reader.refresh_errors
+    import time
+
+    time.sleep(0.2)
+    assert reader.refresh_errors > errors_before
+    assert reader.select([1.0]).arm in ("a", "b")  # keeps serving from the last snapshot
+    assert reader.staleness() >= 0.1
+    reader.close()
