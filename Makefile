@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-unit test-faults lint format demo bench clean
+.PHONY: test test-unit test-faults lint format demo bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## make test: lint, then every test (unit, integration, faults) against services the fixtures start
-test: lint
+# Headless Chromium for the dashboard's browser tests (Debian packages; needs root or sudo).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium and chromium-driver (apt-get) for the browser tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+				|| echo "warning: could not install chromium; browser tests will be skipped"; \
+		else \
+			echo "note: chromium not installed and not root; browser tests will be skipped"; \
+		fi; \
+	fi
+
+## make test: lint, then every test (unit, integration, browser, faults) against services the
+## fixtures start themselves (embedded Tansu broker and redis-server)
+test: lint browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 test-unit: $(STAMP)
