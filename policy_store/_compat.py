@@ -10,7 +10,7 @@ import numpy as np
 
 from ._config import AlgorithmConfig
 from ._state import ArmStats, PolicyState
-from .bandits import make_algorithm
+from .bandits import Snapshot, make_algorithm
 
 
 class RLAgent(ABC):
@@ -58,7 +58,7 @@ class ContextualBandit(RLAgent):
     def state(self) -> PolicyState:
         return PolicyState(arms={a: s for a, s in zip(self._arms, self._stats, strict=True)})
 
-    def _snapshot(self):
+    def _snapshot(self) -> Snapshot:
         if self._snap is None:
             self._snap = self.algorithm.snapshot(self.state, self._arms, self.n_features)
         return self._snap
@@ -85,18 +85,25 @@ class ContextualBandit(RLAgent):
     def update(self, features: Any, action: int, reward: float, next_state: Any = None) -> None:
         x = self._x(features)
         if not 0 <= int(action) < self.n_arms:
-            raise ValueError(f"action {action} out of range 0..{self.n_arms - 1}")
+            raise ValueError(
+                f"action {action} out of range 0..{self.n_arms - 1}; pass the index "
+                "select_action returned"
+            )
         if not np.isfinite(reward):
             raise ValueError("reward must be a finite number")
+        action = int(action)
         delta = ArmStats.of(np.outer(x, x), float(reward) * x, 1.0)
-        old = self._stats[action]
-        self._stats[action] = old.decayed(self.algorithm.forgetting) + delta
-        self._snap = None
+        new = self._stats[action].decayed(self.algorithm.forgetting) + delta
+        self._stats[action] = new
+        if self._snap is not None:
+            self._snap = self._snap.with_arm(self._arms[action], new, self.algorithm.ridge)
 
     def add_arm(self) -> int:
         """Add an arm at runtime; returns its index."""
-        self._stats.append(ArmStats.zeros(self.n_features))
+        zeros = ArmStats.zeros(self.n_features)
+        self._stats.append(zeros)
         self.n_arms += 1
         self._arms = tuple(str(i) for i in range(self.n_arms))
-        self._snap = None
+        if self._snap is not None:
+            self._snap = self._snap.with_arm(self._arms[-1], zeros, self.algorithm.ridge)
         return self.n_arms - 1

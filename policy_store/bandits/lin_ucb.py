@@ -20,13 +20,16 @@ arm has a known, non-zero propensity — what off-policy evaluation needs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import sqrt
 
 import numpy as np
 
-from ._base import Algorithm, Selection, Snapshot
+from ._base import Algorithm, Selection, Snapshot, check_features, draw, offered_index
 
 
 class LinUCB(Algorithm):
+    """Disjoint LinUCB; ``alpha`` is the width of the confidence bonus, ``epsilon`` the floor."""
+
     name = "linucb"
 
     def __init__(
@@ -37,12 +40,33 @@ class LinUCB(Algorithm):
         self.ridge = float(ridge)
         self.forgetting = float(forgetting)
 
-    def ucb(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        theta = snap.theta[idx]
-        a_inv = snap.a_inv[idx]
-        mean = theta @ x
-        var = np.einsum("i,kij,j->k", x, a_inv, x)
-        return mean + self.alpha * np.sqrt(np.maximum(var, 0.0))
+    def ucb(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+        """θᵀx + α·sqrt(xᵀA⁻¹x) for the arms ``idx`` (all when None)."""
+        return np.array(self._scores(snap, np.asarray(x, dtype=np.float64), idx))
+
+    def _scores(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray | None) -> list[float]:
+        # Three small matmuls, then plain floats: for a handful of arms each further
+        # numpy call would cost more than the arithmetic it does.
+        check_features(snap, x)
+        if idx is None:
+            theta, a_inv = snap.theta, snap.a_inv
+        else:
+            theta, a_inv = snap.theta[idx], snap.a_inv[idx]
+        means = (theta @ x).tolist()
+        variances = ((a_inv @ x) @ x).tolist()
+        alpha = self.alpha
+        return [
+            m + alpha * sqrt(v) if v > 0.0 else m for m, v in zip(means, variances, strict=True)
+        ]
+
+    def _distribution(self, scores: list[float]) -> list[float]:
+        """ε/K for every arm, plus 1 − ε shared by the arms with the top score."""
+        K = len(scores)
+        top = max(scores)
+        best = [s >= top - 1e-12 for s in scores]
+        floor = self.epsilon / K
+        share = (1.0 - self.epsilon) / sum(best)
+        return [floor + share if b else floor for b in best]
 
     def probabilities(
         self,
@@ -51,13 +75,8 @@ class LinUCB(Algorithm):
         rng: np.random.Generator,
         offered: Sequence[int] | None = None,
     ) -> np.ndarray:
-        idx = np.arange(len(snap.arms)) if offered is None else np.asarray(offered, dtype=int)
-        scores = self.ucb(snap, np.asarray(x, dtype=np.float64), idx)
-        K = len(idx)
-        best = scores >= scores.max() - 1e-12
-        p = np.full(K, self.epsilon / K)
-        p[best] += (1.0 - self.epsilon) / best.sum()
-        return p
+        x = np.asarray(x, dtype=np.float64)
+        return np.array(self._distribution(self._scores(snap, x, offered_index(snap, offered))))
 
     def select(
         self,
@@ -66,13 +85,14 @@ class LinUCB(Algorithm):
         rng: np.random.Generator,
         offered: Sequence[int] | None = None,
     ) -> Selection:
-        p = self.probabilities(snap, x, rng, offered)
-        i = int(rng.choice(len(p), p=p)) if len(p) > 1 else 0
-        arm_idx = i if offered is None else int(offered[i])
+        x = np.asarray(x, dtype=np.float64)
+        scores = self._scores(snap, x, offered_index(snap, offered))
+        probs = self._distribution(scores)
+        i = draw(probs, rng.random()) if len(probs) > 1 else 0
+        greedy = scores.index(max(scores))
+        arm = snap.arms[i if offered is None else int(offered[i])]
+        p = np.array(probs)
+        p.setflags(write=False)
         return Selection(
-            index=i,
-            arm=snap.arms[arm_idx],
-            probabilities=p,
-            propensity=float(p[i]),
-            greedy_index=int(np.argmax(p)),
+            index=i, arm=arm, probabilities=p, propensity=probs[i], greedy_index=greedy
         )

@@ -26,10 +26,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._base import Algorithm, Selection, Snapshot
+from ._base import (
+    Algorithm,
+    Selection,
+    Snapshot,
+    check_features,
+    draw,
+    make_selection,
+    offered_index,
+)
 
 
 class LinearThompson(Algorithm):
+    """Disjoint linear TS; ``scale`` multiplies the posterior standard deviation."""
+
     name = "ts"
 
     def __init__(
@@ -53,14 +63,19 @@ class LinearThompson(Algorithm):
         rng: np.random.Generator,
         offered: Sequence[int] | None = None,
     ) -> np.ndarray:
-        idx = np.arange(len(snap.arms)) if offered is None else np.asarray(offered, dtype=int)
+        idx = offered_index(snap, offered)
         x = np.asarray(x, dtype=np.float64)
-        mean = snap.theta[idx] @ x
-        var = np.einsum("i,kij,j->k", x, snap.a_inv[idx], x)
-        sd = self.scale * np.sqrt(np.maximum(var, 0.0))
-        K = len(idx)
+        check_features(snap, x)
+        theta, a_inv = (
+            (snap.theta, snap.a_inv) if idx is None else (snap.theta[idx], snap.a_inv[idx])
+        )
+        mean = theta @ x
+        var = (a_inv @ x) @ x
+        np.maximum(var, 0.0, out=var)
+        sd = self.scale * np.sqrt(var)
+        K = mean.shape[0]
         draws = mean + sd * rng.standard_normal((self.n_samples, K))
-        wins = np.bincount(np.argmax(draws, axis=1), minlength=K) / self.n_samples
+        wins = np.bincount(draws.argmax(axis=1), minlength=K) / self.n_samples
         return (1.0 - self.epsilon) * wins + self.epsilon / K
 
     def select(
@@ -71,12 +86,5 @@ class LinearThompson(Algorithm):
         offered: Sequence[int] | None = None,
     ) -> Selection:
         p = self.probabilities(snap, x, rng, offered)
-        i = int(rng.choice(len(p), p=p)) if len(p) > 1 else 0
-        arm_idx = i if offered is None else int(offered[i])
-        return Selection(
-            index=i,
-            arm=snap.arms[arm_idx],
-            probabilities=p,
-            propensity=float(p[i]),
-            greedy_index=int(np.argmax(p)),
-        )
+        i = draw(p, rng.random()) if p.shape[0] > 1 else 0
+        return make_selection(snap, p, i, offered)

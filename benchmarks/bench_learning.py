@@ -1,0 +1,237 @@
+"""Learning quality: regret per round of the default ContextualBandit against peers.
+
+Every learner faces exactly the same streams (contexts and every arm's noisy
+reward are drawn up front by ``policy_store.simulator.LinearSimulator``), over
+several seeds and simulator settings. Regret of a round = best expected reward
+for its context − expected reward of the served arm; "reward" below is the
+expected reward of the served arm (noise removed, so numbers are comparable).
+
+    python benchmarks/bench_learning.py                     # default comparison
+    python benchmarks/bench_learning.py --out docs/learning.md
+    python benchmarks/bench_learning.py --sweep             # how the defaults were chosen
+
+Peers (``pip install .[bench]``): Vowpal Wabbit ``--cb_explore_adf`` (SquareCB
+and ε-greedy) and MABWiser LinUCB, all with their default settings (see
+``benchmarks/_peers.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _peers import PEERS, Factory, Ours, Uniform  # noqa: E402
+
+from policy_store import AlgorithmConfig  # noqa: E402
+from policy_store.simulator import LinearSimulator, Stream  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One simulator configuration."""
+
+    name: str
+    n_arms: int
+    n_features: int
+    noise: float
+    spread: float = 0.2
+    clip: bool = False
+
+    def stream(self, rounds: int, seed: int) -> Stream:
+        sim = LinearSimulator(
+            self.n_arms,
+            self.n_features,
+            noise=self.noise,
+            spread=self.spread,
+            clip=self.clip,
+            seed=seed,
+        )
+        return sim.stream(rounds)
+
+
+SETTINGS: dict[str, Setting] = {
+    "K5-d12-noise0.1": Setting("K5-d12-noise0.1", 5, 12, 0.1),
+    "K3-d8-noise0.2-clip": Setting("K3-d8-noise0.2-clip", 3, 8, 0.2, clip=True),
+    "K5-d16-noise0.3-clip": Setting("K5-d16-noise0.3-clip", 5, 16, 0.3, clip=True),
+}
+
+
+def run(learner, stream: Stream) -> np.ndarray:
+    """Play the stream; returns the served arm of every round."""
+    served = np.empty(len(stream), dtype=int)
+    for t in range(len(stream)):
+        x = stream.contexts[t]
+        a = learner.select(x)
+        served[t] = a
+        learner.learn(x, a, float(stream.rewards[t, a]))
+    close = getattr(learner, "close", None)
+    if close is not None:
+        close()
+    return served
+
+
+@dataclass
+class Result:
+    name: str
+    regret: list[float]  # regret per round, one number per (setting, seed)
+    reward: list[float]
+    seconds: float = 0.0
+
+    @property
+    def mean_regret(self) -> float:
+        return float(np.mean(self.regret))
+
+
+def evaluate(
+    factories: dict[str, Factory],
+    settings: list[Setting],
+    seeds: list[int],
+    rounds: int,
+) -> dict[str, Result]:
+    results = {key: Result(key, [], []) for key in factories}
+    for setting in settings:
+        for seed in seeds:
+            stream = setting.stream(rounds, seed)
+            for key, factory in factories.items():
+                t0 = time.perf_counter()
+                learner = factory(setting.n_arms, setting.n_features, 10_000 + seed)
+                served = run(learner, stream)
+                res = results[key]
+                res.name = learner.name
+                res.seconds += time.perf_counter() - t0
+                rows = np.arange(len(stream))
+                res.regret.append(float(stream.regret(served).mean()))
+                res.reward.append(float(stream.expected[rows, served].mean()))
+    return results
+
+
+def comparison_table(results: dict[str, Result], ours_key: str = "ours") -> str:
+    ours = results[ours_key].mean_regret
+    peers = [r for k, r in results.items() if k not in (ours_key, "uniform")]
+    best_peer = min(peers, key=lambda r: r.mean_regret) if peers else None
+    lines = [
+        "| learner | avg reward | regret / round (mean ± sd over runs) | vs ours | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for res in sorted(results.values(), key=lambda r: r.mean_regret):
+        sd = float(np.std(res.regret, ddof=1)) if len(res.regret) > 1 else 0.0
+        lines.append(
+            f"| {res.name} | {np.mean(res.reward):.4f} | {res.mean_regret:.4f} ± {sd:.4f} "
+            f"| {res.mean_regret / ours:.2f}× | {res.seconds:.1f} |"
+        )
+    if best_peer is not None:
+        gain = 1.0 - ours / best_peer.mean_regret
+        lines.append("")
+        lines.append(
+            f"Default ContextualBandit regret per round is {100 * gain:.0f}% below the best "
+            f"peer ({best_peer.name}: {best_peer.mean_regret:.4f} vs {ours:.4f})."
+        )
+        wins = sum(o < p for o, p in zip(results[ours_key].regret, best_peer.regret, strict=True))
+        lines.append(
+            f"Ours has lower regret than that peer in {wins} of {len(best_peer.regret)} runs."
+        )
+    return "\n".join(lines)
+
+
+# -- sweep -----------------------------------------------------------------------------------------
+SWEEP_GRID = {
+    "linucb": {"alpha": [0.05, 0.1, 0.2, 0.3, 0.5, 1.0], "epsilon": [0.0, 0.01, 0.02, 0.05]},
+    "ts": {"ts_scale": [0.05, 0.1, 0.2, 0.3, 0.5], "epsilon": [0.0, 0.01, 0.02, 0.05]},
+}
+
+
+def sweep_factories(ridges: list[float]) -> dict[str, Factory]:
+    out: dict[str, Factory] = {}
+    for name, grid in SWEEP_GRID.items():
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys), ridges):
+            params = dict(zip(keys, values[:-1], strict=True))
+            params["ridge"] = values[-1]
+            cfg = AlgorithmConfig(name=name, **params)
+            label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items())
+
+            def factory(K, d, s, cfg=cfg, label=label):
+                return Ours(K, d, s, cfg, name=label)
+
+            out[label] = factory
+    return out
+
+
+def sweep_table(results: dict[str, Result], settings: list[Setting], seeds: list[int]) -> str:
+    n = len(seeds)
+    head = " | ".join(s.name for s in settings)
+    lines = [
+        f"| config | mean regret / round | {head} |",
+        "|---|---|" + "---|" * len(settings),
+    ]
+    default = AlgorithmConfig()
+    for res in sorted(results.values(), key=lambda r: r.mean_regret)[:25]:
+        per = [np.mean(res.regret[i * n : (i + 1) * n]) for i in range(len(settings))]
+        cells = " | ".join(f"{v:.4f}" for v in per)
+        mark = ""
+        if res.name.startswith(default.name) and _is_default(res.name, default):
+            mark = " **(default)**"
+        lines.append(f"| {res.name}{mark} | {res.mean_regret:.4f} | {cells} |")
+    return "\n".join(lines)
+
+
+def _is_default(label: str, cfg: AlgorithmConfig) -> bool:
+    fields = dict(part.split("=") for part in label.split()[1:])
+    return all(float(v) == float(getattr(cfg, k)) for k, v in fields.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3000, help="rounds per stream (default 3000)")
+    ap.add_argument("--seeds", type=int, default=4, help="seeds per setting (default 4)")
+    ap.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"comma-separated simulator settings, from {', '.join(SETTINGS)}",
+    )
+    ap.add_argument("--sweep", action="store_true", help="grid-search our hyperparameters")
+    ap.add_argument("--ridges", default="1.0", help="ridge values for --sweep (comma-separated)")
+    ap.add_argument("--out", type=Path, help="also write the markdown to this file")
+    args = ap.parse_args(argv)
+
+    settings = [SETTINGS[s] for s in args.settings.split(",")]
+    seeds = list(range(args.seeds))
+    if args.sweep:
+        factories = sweep_factories([float(r) for r in args.ridges.split(",")])
+        seeds = [100 + s for s in seeds]  # tune on other seeds than the comparison uses
+    else:
+        factories = {
+            "ours": lambda K, d, s: Ours(K, d, s),
+            **PEERS,
+            "uniform": lambda K, d, s: Uniform(K, d, s),
+        }
+    t0 = time.perf_counter()
+    results = evaluate(factories, settings, seeds, args.rounds)
+    elapsed = time.perf_counter() - t0
+    cmd = "python benchmarks/bench_learning.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    header = (
+        f"Command: `{cmd.strip()}`  \n"
+        f"Settings: {', '.join(s.name for s in settings)}; seeds {seeds[0]}..{seeds[-1]}; "
+        f"{args.rounds} rounds per stream; {elapsed:.0f} s in total.\n"
+    )
+    body = sweep_table(results, settings, seeds) if args.sweep else comparison_table(results)
+    text = header + "\n" + body + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
