@@ -1,0 +1,275 @@
+"""Hostile input: whatever arrives on a topic, parsing ends in an event or an ``EventError``.
+
+Hypothesis throws malformed and adversarial messages at ``producers.parse_event``:
+random bytes, arbitrary JSON (NaN / infinity, odd unicode, wrong types), valid
+events with one field replaced by garbage, huge payloads, deep nesting and
+10,000 features. The parser must never raise anything but ``EventError``, whose
+``reason`` is one of the DLQ reason codes; anything it accepts is finite and
+re-serialises to a bounded message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from producers import DecisionEvent, DLQRecord, EventError, OutcomeEvent, parse_event
+from producers._events import EVENT_MODELS, MAX_EVENT_BYTES, MAX_FEATURES, DLQReason
+
+REASONS = set(typing.get_args(DLQReason))
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+VALID_DECISION = {
+    "type": "decision",
+    "decision_id": "d-1",
+    "policy": "provider_selection",
+    "policy_version": 3,
+    "timestamp": 1_700_000_000.5,
+    "arms": ["gpt-4", "claude-3", "llama"],
+    "arm": "claude-3",
+    "propensity": 0.8,
+    "features": [0.1, -2.0, 3.5, 0.0],
+    "cohort": "rl",
+}
+VALID_OUTCOME = {
+    "type": "outcome",
+    "decision_id": "d-1",
+    "timestamp": 1_700_000_001.0,
+    "arm": "claude-3",
+    "quality": 0.9,
+    "cost": 0.2,
+    "latency": 0.4,
+    "final": True,
+}
+
+odd_text = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=()),  # surrogates, controls, RTL, NUL…
+    max_size=40,
+)
+odd_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308, -0.0, 5e-324]),
+)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    odd_floats,
+    odd_text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(odd_text, inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+def _dumps(obj: object) -> bytes:
+    """JSON as a hostile producer would write it: NaN/Infinity literals, lone surrogates."""
+    return json.dumps(obj, allow_nan=True, ensure_ascii=True).encode()
+
+
+def _outcome_of_parse(raw: bytes) -> object:
+    """Parse and check the contract; returns the event or the EventError."""
+    try:
+        event = parse_event(raw)
+    except EventError as exc:
+        assert exc.reason in REASONS, exc.reason
+        assert exc.detail, "an EventError must say what was wrong"
+        return exc
+    assert isinstance(event, EVENT_MODELS)
+    _assert_finite(event.model_dump())
+    out = event.to_bytes()
+    assert len(out) <= MAX_EVENT_BYTES
+    assert parse_event(out) == event  # accepted events round-trip unchanged
+    return event
+
+
+def _assert_finite(obj: object) -> None:
+    if isinstance(obj, float):
+        assert math.isfinite(obj), obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _assert_finite(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            _assert_finite(v)
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_crash_the_parser(raw):
+    _outcome_of_parse(raw)
+
+
+@FUZZ
+@given(json_values)
+def test_arbitrary_json_never_crashes_the_parser(value):
+    result = _outcome_of_parse(_dumps(value))
+    if not isinstance(value, dict):
+        assert isinstance(result, EventError)
+        assert result.reason == "schema"
+
+
+@FUZZ
+@given(
+    base=st.sampled_from([VALID_DECISION, VALID_OUTCOME]),
+    data=st.data(),
+)
+def test_one_field_replaced_by_garbage(base, data):
+    """A valid event with one field (or a new one) set to an arbitrary JSON value."""
+    field = data.draw(st.one_of(st.sampled_from(sorted(base)), odd_text), label="field")
+    value = data.draw(json_values, label="value")
+    event = {**base, field: value}
+    result = _outcome_of_parse(_dumps(event))
+    if field not in base:
+        assert isinstance(result, EventError), "unknown fields are refused (extra=forbid)"
+
+
+@FUZZ
+@given(
+    field=st.sampled_from(["timestamp", "propensity", "policy_version", "features"]),
+    bad=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]),
+)
+def test_non_finite_numbers_are_named(field, bad):
+    text = json.dumps({k: v for k, v in VALID_DECISION.items() if k != field})
+    literal = f"[1.0, {bad}]" if field == "features" else bad
+    raw = (text[:-1] + f', "{field}": {literal}}}').encode()
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    assert info.value.reason == "non_finite"
+
+
+@FUZZ
+@given(
+    quality=st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+)
+def test_non_finite_outcome_component_is_refused(quality):
+    raw = _dumps({**VALID_OUTCOME, "quality": quality})
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    assert info.value.reason == "non_finite"
+
+
+def test_ten_thousand_features_are_refused_with_the_field_named():
+    raw = _dumps({**VALID_DECISION, "features": [0.5] * 10_000})
+    assert len(raw) < MAX_EVENT_BYTES  # refused for its length, not its size
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    assert info.value.reason == "schema"
+    assert "features" in info.value.detail
+
+
+def test_the_feature_limit_itself_is_accepted():
+    event = parse_event(_dumps({**VALID_DECISION, "features": [0.25] * MAX_FEATURES}))
+    assert len(event.features) == MAX_FEATURES
+    assert len(event.to_bytes()) <= MAX_EVENT_BYTES
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.integers(min_value=1, max_value=4 * MAX_EVENT_BYTES))
+def test_huge_payloads_are_refused_before_parsing(extra):
+    padding = "x" * (MAX_EVENT_BYTES + extra)
+    raw = _dumps({**VALID_OUTCOME, "error": padding})
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    assert info.value.reason == "too_large"
+    assert str(MAX_EVENT_BYTES) in info.value.detail
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    depth=st.integers(min_value=1, max_value=200_000),
+    opener=st.sampled_from(["[", '{"a":']),
+    where=st.sampled_from(["top", "quality", "features", "extra"]),
+)
+def test_deep_nesting_is_an_event_error(depth, opener, where):
+    closer = "]" if opener == "[" else "}"
+    nested = opener * depth + "1" + closer * depth
+    if where == "top":
+        text = nested
+    else:
+        base = json.dumps(VALID_OUTCOME if where == "quality" else VALID_DECISION)
+        text = base[:-1] + f', "{where}": {nested}}}'
+    raw = text.encode()
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    if len(raw) > MAX_EVENT_BYTES:
+        assert info.value.reason == "too_large"
+    else:
+        assert info.value.reason in {"bad_json", "schema"}
+
+
+@FUZZ
+@given(ident=odd_text.filter(lambda s: s.strip() != ""))
+def test_odd_unicode_in_identifiers(ident):
+    """Ids and names are restricted to a safe alphabet; anything else is a schema error."""
+    for field in ("decision_id", "policy", "arm"):
+        event = {**VALID_DECISION, field: ident}
+        if field == "arm":
+            event["arms"] = [ident, "gpt-4"]
+        result = _outcome_of_parse(_dumps(event))
+        if isinstance(result, DecisionEvent):
+            assert getattr(result, field) == ident
+            assert ident.isascii() and ident.isprintable()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe\x00",  # not UTF-8
+        b'{"type": "outcome", "decision_id": "\\ud800", "timestamp": 1}',  # lone surrogate
+        b'{"type": "outcome", "decision_id": "d", "timestamp": 1' + b"0" * 5000 + b"}",  # huge int
+        b'{"type": "decision", "decision_id": "d", "policy": "p", "policy_version": 0,'
+        b' "timestamp": 1, "arms": ["a"], "arm": "b", "propensity": 1, "features": []}',
+        b'{"type": "decision", "decision_id": "d", "policy": "p", "policy_version": 0,'
+        b' "timestamp": 1, "arms": ["a"], "arm": "a", "propensity": 0, "features": []}',
+        b'{"type": "pickle", "payload": "gASVAAAAAAAAAAB9lC4="}',
+        b'{"type": "outcome", "decision_id": "d", "timestamp": "soon"}',
+        b'{"type": "outcome", "decision_id": ["d"], "timestamp": 1}',
+        b'{"type": "outcome", "decision_id": "d", "timestamp": true, "quality": 2}',
+        b'{"type": "outcome", "decision_id": "d", "timestamp": 1, "__class__": "os.system"}',
+        b"",
+        b"   ",
+        b"null",
+        b"[]",
+        b'"decision"',
+    ],
+)
+def test_named_adversarial_messages(raw):
+    with pytest.raises(EventError) as info:
+        parse_event(raw)
+    assert info.value.reason in REASONS
+    assert str(info.value).startswith(info.value.reason)
+
+
+@FUZZ
+@given(original=st.binary(max_size=MAX_EVENT_BYTES // 64), detail=odd_text)
+def test_dlq_record_of_any_input_is_bounded_and_round_trips(original, detail):
+    """The DLQ record keeps the original bytes exactly, and its size is bounded by the input."""
+    rec = DLQRecord.of(
+        "bad_json", detail * 200, original, source_topic="t.outcomes", timestamp=1.0, key=original
+    )
+    out = rec.to_bytes()
+    assert len(out) <= 4 * len(original) // 3 + 16_000
+    back = parse_event(out)
+    assert isinstance(back, DLQRecord)
+    assert back.original == original
+
+
+def test_largest_acceptable_message_gives_a_bounded_dlq_record():
+    original = b"x" * MAX_EVENT_BYTES
+    rec = DLQRecord.of("too_large", "big", original, source_topic="t.decisions", timestamp=1.0)
+    assert len(rec.to_bytes()) < 4 * MAX_EVENT_BYTES // 3 + 4096  # well under Kafka's 1 MB default
+
+
+def test_outcome_accepted_when_clean():
+    assert isinstance(_outcome_of_parse(_dumps(VALID_OUTCOME)), OutcomeEvent)
+    assert isinstance(_outcome_of_parse(_dumps(VALID_DECISION)), DecisionEvent)
