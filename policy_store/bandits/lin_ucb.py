@@ -13,7 +13,7 @@ arm has a known, non-zero propensity — what off-policy evaluation needs.
 >>> algo = LinUCB(alpha=0.5, epsilon=0.1)
 >>> snap = algo.snapshot(PolicyState(arms={}), ["a", "b"], d=2)
 >>> p = algo.probabilities(snap, np.array([1.0, 0.0]), np.random.default_rng(0))
->>> [round(v, 3) for v in p]
+>>> p.round(3).tolist()
 [0.5, 0.5]
 """
 
