@@ -1,10 +1,16 @@
 """Measured improvement: the learned-vs-baseline cohort report and off-policy evaluation.
 
 Pure statistics in ``_stats``, ``_ope`` and ``_report``; reading rewards from Kafka or
-Redis in ``_source``.
+Redis in ``_source``; the optional PNG in ``_plot`` (matplotlib, imported lazily).
+
+>>> from stream_app.evaluation import build_report
+>>> report = build_report(rewards, margin=0.01)          # doctest: +SKIP
+>>> print(report.to_text()); report.plot("report.png")   # doctest: +SKIP
 """
 
 from ._ope import LoggedData, OPEResult, evaluate, policy_probabilities
+from ._plot import PlotUnavailableError
+from ._report import CohortReport, MetricComparison, build_report, build_report_from_aggregates
 from ._stats import (
     Interval,
     Summary,
@@ -15,11 +21,16 @@ from ._stats import (
 )
 
 __all__ = [
+    "CohortReport",
     "Interval",
     "LoggedData",
+    "MetricComparison",
     "OPEResult",
+    "PlotUnavailableError",
     "Summary",
     "bootstrap_interval",
+    "build_report",
+    "build_report_from_aggregates",
     "evaluate",
     "non_inferior",
     "policy_probabilities",
