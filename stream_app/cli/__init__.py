@@ -11,6 +11,8 @@ from collections.abc import Sequence
 # module name (under stream_app.cli) -> registers one or more subcommands
 COMMAND_MODULES = [
     "_dev",
+    "_policy",
+    "_ops",
 ]
 
 

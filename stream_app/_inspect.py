@@ -1,0 +1,246 @@
+"""What ``rl-commons inspect`` and the dashboard show about one policy.
+
+Pure functions over values already read from Redis (``PolicyState``, config,
+aggregates buckets, health and freshness hashes); ``read_report`` does the
+reading. Nothing here writes.
+
+Where each number comes from:
+
+- **n** per arm: the weighted count kept in the learned state (``ArmStats.n``);
+  with forgetting (γ < 1) it is the *effective* number of observations.
+- **θ** per arm: the ridge estimate ``(λI + Σxxᵀ)⁻¹ Σrx`` the bandits select with.
+- **mean reward**, **share of traffic**, quality / cost / latency: from the
+  per-minute aggregates (``stream_app.aggregates``) over the last ``window``
+  minutes, i.e. observed rewards of joined decisions, all cohorts together
+  (per-cohort figures are in ``cohorts``). The learned state keeps Σxxᵀ and
+  Σrx but not Σx or Σr, so it cannot give a model-free mean — and θ·x̄ would
+  need x̄. An arm without rewards in the window shows ``None``.
+- **staleness**: seconds since the parameters last changed (``updated_at``);
+  a large value on a policy that receives traffic means the stream workers
+  are not applying updates.
+- **join rate**: joined / (joined + expired) — the share of decisions whose
+  outcome arrived within the reward window (``None`` before any resolved).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from policy_store import PolicyConfig, PolicyState, Snapshot
+
+from .aggregates import Bucket, CohortArmStats
+
+COMPONENTS = ("quality", "cost", "latency")
+
+
+@dataclass(frozen=True)
+class ArmReport:
+    arm: str
+    n: float
+    mean_reward: float | None
+    share: float | None
+    rewarded: float
+    quality: float | None
+    cost: float | None
+    latency: float | None
+    error_rate: float | None
+    theta: list[float]
+
+
+@dataclass(frozen=True)
+class CohortReport:
+    cohort: str
+    n: float
+    mean_reward: float | None
+    quality: float | None
+    cost: float | None
+    latency: float | None
+    error_rate: float | None
+
+
+@dataclass(frozen=True)
+class Health:
+    counters: dict[str, int]
+    join_rate: float | None
+    dlq_total: int
+    dlq_by_reason: dict[str, int]
+    last_apply_age_seconds: float | None
+    apply_latency_ms: float | None
+    consumer_lag_ms: float | None
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    """Everything ``inspect`` prints, JSON-serialisable through ``to_dict``."""
+
+    name: str
+    version: int
+    updated_at: float | None
+    staleness_seconds: float | None
+    config: dict[str, Any]
+    window_minutes: int
+    arms: list[ArmReport]
+    cohorts: list[CohortReport]
+    health: Health
+    series: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf by None so the result is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _sum_cells(cells: list[CohortArmStats]) -> CohortArmStats:
+    total = CohortArmStats()
+    for c in cells:
+        for m in ("n", "reward", "quality", "cost", "latency", "errors"):
+            setattr(total, m, getattr(total, m) + getattr(c, m))
+    return total
+
+
+def _means(s: CohortArmStats) -> dict[str, float | None]:
+    return {
+        "mean_reward": s.mean("reward"),
+        "quality": s.mean("quality"),
+        "cost": s.mean("cost"),
+        "latency": s.mean("latency"),
+        "error_rate": s.mean("errors"),
+    }
+
+
+def theta_by_arm(config: PolicyConfig, state: PolicyState) -> dict[str, list[float]]:
+    """Per-arm ridge estimate θ = (λI + Σxxᵀ)⁻¹ Σrx (the prior, zeros, for arms without data)."""
+    snap = Snapshot.build(state, config.arms, config.n_features, ridge=config.algorithm.ridge)
+    return {arm: [float(v) for v in snap.theta[i]] for i, arm in enumerate(config.arms)}
+
+
+def health_from(counters: dict[str, int], freshness: dict[str, float], now: float) -> Health:
+    """Derived loop-health figures from the ``health`` and ``freshness`` hashes."""
+    joined = counters.get("joined", 0)
+    expired = counters.get("expired", 0)
+    resolved = joined + expired
+    dlq = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("dlq:")}
+    last_ms = freshness.get("last_apply_ms")
+    return Health(
+        counters=dict(sorted(counters.items())),
+        join_rate=joined / resolved if resolved else None,
+        dlq_total=sum(dlq.values()),
+        dlq_by_reason=dict(sorted(dlq.items())),
+        last_apply_age_seconds=max(0.0, now - last_ms / 1000.0) if last_ms else None,
+        apply_latency_ms=freshness.get("last_apply_latency_ms"),
+        consumer_lag_ms=freshness.get("last_lag_ms"),
+    )
+
+
+def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
+    """Per-minute time series for the charts.
+
+    ``minutes``: bucket start times (unix seconds); ``reward[cohort]`` mean reward
+    per minute (None when the cohort had no rewards that minute); ``share[arm]``
+    each arm's share of the minute's rewarded decisions; ``n`` decisions per minute;
+    ``quality`` / ``cost`` / ``latency`` per minute over all arms and cohorts.
+    """
+    cohorts = sorted({c for b in buckets for (c, _) in b.cells})
+    all_arms = list(arms) + sorted({a for b in buckets for (_, a) in b.cells} - set(arms))
+    out: dict[str, Any] = {
+        "minutes": [b.minute * 60 for b in buckets],
+        "n": [],
+        "reward": {c: [] for c in cohorts},
+        "share": {a: [] for a in all_arms},
+        **{m: [] for m in COMPONENTS},
+    }
+    for b in buckets:
+        total = _sum_cells(list(b.cells.values()))
+        out["n"].append(total.n)
+        for c in cohorts:
+            s = _sum_cells([v for (cc, _), v in b.cells.items() if cc == c])
+            out["reward"][c].append(s.mean("reward"))
+        for a in all_arms:
+            s = _sum_cells([v for (_, aa), v in b.cells.items() if aa == a])
+            out["share"][a].append(s.n / total.n if total.n else None)
+        for m in COMPONENTS:
+            out[m].append(total.mean(m))
+    return out
+
+
+def build_report(
+    config: PolicyConfig,
+    state: PolicyState,
+    buckets: list[Bucket],
+    counters: dict[str, int],
+    freshness: dict[str, float],
+    *,
+    now: float,
+    with_series: bool = False,
+) -> PolicyReport:
+    """Combine what was read from Redis into one report (pure)."""
+    thetas = theta_by_arm(config, state)
+    cells = [(c, a, s) for b in buckets for (c, a), s in b.cells.items()]
+    total_n = sum(s.n for _, _, s in cells)
+    arms = []
+    for arm in config.arms:
+        agg = _sum_cells([s for _, a, s in cells if a == arm])
+        st = state.arms.get(arm)
+        arms.append(
+            ArmReport(
+                arm=arm,
+                n=st.n if st is not None else 0.0,
+                share=agg.n / total_n if total_n else None,
+                rewarded=agg.n,
+                theta=thetas[arm],
+                **_means(agg),
+            )
+        )
+    cohorts = []
+    for cohort in sorted({c for c, _, _ in cells}):
+        agg = _sum_cells([s for c, _, s in cells if c == cohort])
+        cohorts.append(CohortReport(cohort=cohort, n=agg.n, **_means(agg)))
+    return PolicyReport(
+        name=config.name,
+        version=state.version,
+        updated_at=state.updated_at,
+        staleness_seconds=(
+            max(0.0, now - state.updated_at) if state.updated_at is not None else None
+        ),
+        config=config.model_dump(mode="json"),
+        window_minutes=len(buckets),
+        arms=arms,
+        cohorts=cohorts,
+        health=health_from(counters, freshness, now),
+        series=series_from(buckets, config.arms) if with_series else {},
+    )
+
+
+def read_report(
+    store,
+    name: str,
+    *,
+    window_minutes: int = 60,
+    with_series: bool = False,
+    now: float | None = None,
+) -> PolicyReport:
+    """Read one policy's config, state, aggregates and health from a ``RedisPolicyStore``."""
+    from .aggregates import read_buckets, read_freshness, read_health
+
+    now = time.time() if now is None else now
+    state = store.read_state(name)  # raises UnknownPolicyError first
+    config = store.get_config(name)
+    keys = store.keys(name)
+    buckets = store._call(read_buckets, store.client, keys, window_minutes, now)
+    counters = store._call(read_health, store.client, keys)
+    freshness = store._call(read_freshness, store.client, keys)
+    return build_report(
+        config, state, buckets, counters, freshness, now=now, with_series=with_series
+    )

@@ -1,0 +1,236 @@
+"""``rl-commons inspect | rollout | disable | enable | reset``: look at and steer a live policy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from policy_store import ConfigError
+
+from ._common import add_redis_options, store_from
+from ._policy import _when, confirm, format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    i = sub.add_parser(
+        "inspect",
+        help="show a policy's version, freshness, per-arm statistics and loop health",
+        description=(
+            "Show a policy: version, when its parameters last changed (staleness), config, and per "
+            "arm the learned count n, θ, and — from the per-minute aggregates of the last --window "
+            "minutes — mean reward, share of rewarded traffic, quality, cost, latency; then per "
+            "cohort figures and the stream's health counters."
+        ),
+    )
+    i.add_argument("policy", help="policy name")
+    i.add_argument("--json", action="store_true", help="print the full report as JSON")
+    i.add_argument(
+        "--window", type=int, default=60, metavar="MIN", help="aggregate window in minutes (60)"
+    )
+    add_redis_options(i)
+    i.set_defaults(func=inspect)
+
+    r = sub.add_parser(
+        "rollout",
+        help="set the share of traffic served by the learned policy",
+        description=(
+            "Set the policy's rollout fraction: the share of requests the learned policy serves; "
+            "the rest go to the baseline cohort. Proxies pick it up on their next refresh."
+        ),
+        epilog="examples: rl-commons rollout provider_selection 0.25 | ... 25%",
+    )
+    r.add_argument("policy", help="policy name")
+    r.add_argument("fraction", help="a number in [0, 1] or a percentage such as 25%%")
+    add_redis_options(r)
+    r.set_defaults(func=rollout)
+
+    for name, enabled in (("disable", False), ("enable", True)):
+        p = sub.add_parser(
+            name,
+            help=(
+                "kill switch: serve the baseline arm only"
+                if not enabled
+                else "turn the learned policy back on"
+            ),
+            description=(
+                "Kill switch. `disable` makes every proxy serve the baseline arm (config.enabled "
+                "= false) on its next refresh; learning from outcomes already in flight goes on. "
+                "`enable` restores the learned policy at the configured rollout."
+            ),
+        )
+        p.add_argument("policy", help="policy name")
+        add_redis_options(p)
+        p.set_defaults(func=set_enabled, enabled=enabled)
+
+    z = sub.add_parser(
+        "reset",
+        help="forget a policy's learned state (config kept)",
+        description=(
+            "Forget everything the policy learned: the per-arm statistics are deleted and the "
+            "version bumped, so proxies start from the prior. The config (arms, rollout, kill "
+            "switch) is kept. Asks for confirmation on a terminal; pass --yes in scripts."
+        ),
+    )
+    z.add_argument("policy", help="policy name")
+    z.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    add_redis_options(z)
+    z.set_defaults(func=reset)
+
+
+def parse_fraction(raw: str) -> float:
+    """``"0.25"`` or ``"25%"`` -> 0.25; anything outside [0, 1] is an error naming the range."""
+    text = raw.strip()
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ConfigError(
+            f"rollout fraction {raw!r} is not a number; give a value between 0 and 1 "
+            "(e.g. 0.25) or a percentage (25%)"
+        ) from None
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise ConfigError(
+            f"rollout fraction {raw!r} is out of range; give a value between 0 and 1 "
+            "(e.g. 0.25) or a percentage between 0% and 100%"
+        )
+    return value
+
+
+def rollout(args: argparse.Namespace) -> int:
+    fraction = parse_fraction(args.fraction)
+    store = store_from(args)
+    old = store.get_config(args.policy)
+    new = store.update_config(args.policy, rollout_fraction=fraction)
+    note = "" if new.enabled else " (the policy is disabled: run `rl-commons enable` to serve it)"
+    print(
+        f"policy {args.policy!r}: rollout {old.rollout_fraction:.0%} -> "
+        f"{new.rollout_fraction:.0%}{note}"
+    )
+    return 0
+
+
+def set_enabled(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    cfg = store.update_config(args.policy, enabled=args.enabled)
+    if args.enabled:
+        print(f"policy {args.policy!r} enabled: learned policy serves {cfg.rollout_fraction:.0%}")
+    else:
+        print(
+            f"policy {args.policy!r} DISABLED: proxies serve the baseline arm "
+            f"{cfg.fallback_arm!r}; undo with `rl-commons enable {args.policy}`"
+        )
+    return 0
+
+
+def reset(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    state = store.read_state(args.policy)  # unknown policy -> clear error before asking
+    n = sum(st.n for st in state.arms.values())
+    question = (
+        f"Reset policy {args.policy!r}? This forgets {n:g} observations learned up to "
+        f"version {state.version}."
+    )
+    if not confirm(question, args.yes):
+        return 1
+    version = store.reset(args.policy)
+    print(f"policy {args.policy!r} reset: learned state cleared, now at version {version}")
+    return 0
+
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never updated"
+    if seconds < 120:
+        return f"{seconds:.1f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from .._inspect import read_report
+
+    if args.window < 1:
+        raise ConfigError(f"--window {args.window}: give a number of minutes ≥ 1")
+    store = store_from(args)
+    report = read_report(store, args.policy, window_minutes=args.window)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(render(report))
+    return 0
+
+
+def render(report) -> str:
+    """The human-readable form of a ``PolicyReport``."""
+    cfg = report.config
+    alg = cfg["algorithm"]
+    lines = [
+        f"policy     {report.name}",
+        f"state      {'enabled' if cfg['enabled'] else 'DISABLED (kill switch on)'}, "
+        f"rollout {cfg['rollout_fraction']:.0%}, baseline arm "
+        f"{cfg['baseline_arm'] or cfg['arms'][0]}",
+        f"version    {report.version}",
+        f"updated    {_when(report.updated_at)} ({_age(report.staleness_seconds)})",
+        f"algorithm  {alg['name']} alpha={alg['alpha']} epsilon={alg['epsilon']} "
+        f"ridge={alg['ridge']} forgetting={alg['forgetting']}",
+        f"features   {cfg['n_features']}",
+        "",
+        f"arms (n: learned count; other columns: last {report.window_minutes} min of rewards)",
+    ]
+    rows = []
+    for a in report.arms:
+        theta = ", ".join(f"{v:+.3f}" for v in a.theta[:6])
+        if len(a.theta) > 6:
+            theta += ", …"
+        rows.append(
+            (
+                a.arm,
+                f"{a.n:g}",
+                _num(a.mean_reward),
+                "-" if a.share is None else f"{a.share:.1%}",
+                _num(a.quality),
+                _num(a.cost, ".4f"),
+                _num(a.latency),
+                f"[{theta}]",
+            )
+        )
+    header = ("ARM", "N", "REWARD", "SHARE", "QUALITY", "COST", "LATENCY", "THETA")
+    lines += ["  " + line for line in format_table(header, rows).splitlines()]
+    if report.cohorts:
+        lines += ["", "cohorts"]
+        crow = [
+            (
+                c.cohort,
+                f"{c.n:g}",
+                _num(c.mean_reward),
+                _num(c.quality),
+                _num(c.cost, ".4f"),
+                _num(c.latency),
+            )
+            for c in report.cohorts
+        ]
+        ch = ("COHORT", "N", "REWARD", "QUALITY", "COST", "LATENCY")
+        lines += ["  " + line for line in format_table(ch, crow).splitlines()]
+    h = report.health
+    lines += ["", "loop health"]
+    lines.append(
+        f"  join rate {'-' if h.join_rate is None else f'{h.join_rate:.1%}'}, "
+        f"DLQ {h.dlq_total}"
+        + (
+            f" ({', '.join(f'{k}={v}' for k, v in h.dlq_by_reason.items())})"
+            if h.dlq_by_reason
+            else ""
+        )
+        + f", last apply {_age(h.last_apply_age_seconds)}"
+        + f", consumer lag {_num(h.consumer_lag_ms, '.0f')} ms"
+    )
+    other = {k: v for k, v in h.counters.items() if not k.startswith("dlq:")}
+    if other:
+        lines.append("  " + ", ".join(f"{k}={v}" for k, v in other.items()))
+    else:
+        lines.append("  no health counters yet (no stream worker has processed events)")
+    return "\n".join(lines)

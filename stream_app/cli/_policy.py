@@ -1,0 +1,249 @@
+"""``rl-commons policy create|list|show|delete``: manage policy configs in Redis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from policy_store import ConfigError, make_config
+
+from ._common import add_redis_options, store_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "policy",
+        help="create, list, show or delete policies",
+        description="Manage policies (config + learned state) stored in Redis.",
+    )
+    psub = p.add_subparsers(dest="policy_command", metavar="ACTION")
+    p.set_defaults(func=lambda _a: (p.print_help(), 2)[1])
+
+    c = psub.add_parser(
+        "create",
+        help="register a new policy",
+        description=(
+            "Register a new policy. Options override the fields of --config, so a JSON file can "
+            "hold the reward spec and hyperparameters while the command line names the arms."
+        ),
+        epilog="example: rl-commons policy create provider_selection "
+        "--arms gpt-4,claude-3,llama --features 8 --rollout 0.1 --baseline-arm gpt-4",
+    )
+    c.add_argument("name", help="policy name (letters, digits, '_', '.', '-')")
+    c.add_argument("--arms", help="comma-separated arm (provider) names, e.g. gpt-4,claude-3")
+    c.add_argument("--features", type=int, help="length of the feature vector (n_features)")
+    c.add_argument("--algorithm", choices=["linucb", "ts"], help="bandit algorithm (linucb)")
+    c.add_argument(
+        "--rollout", type=float, help="share of traffic served by the learned policy (0.1)"
+    )
+    c.add_argument("--baseline-arm", help="arm served outside the rollout and when disabled")
+    c.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.json",
+        help="JSON with any PolicyConfig fields (reward, algorithm, max_staleness_seconds, …)",
+    )
+    c.add_argument("--disabled", action="store_true", help="create with the kill switch on")
+    add_redis_options(c)
+    c.set_defaults(func=create)
+
+    ls = psub.add_parser("list", help="list policies", description="List the policies in Redis.")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_redis_options(ls)
+    ls.set_defaults(func=list_)
+
+    s = psub.add_parser(
+        "show",
+        help="print a policy's config",
+        description="Print a policy's config, version and last update.",
+    )
+    s.add_argument("name", help="policy name")
+    s.add_argument("--json", action="store_true", help="print JSON (config, version, updated_at)")
+    add_redis_options(s)
+    s.set_defaults(func=show)
+
+    d = psub.add_parser(
+        "delete",
+        help="delete a policy and its learned state",
+        description=(
+            "Delete a policy: its config, learned state, version, aggregates and health counters. "
+            "Asks for confirmation on a terminal; pass --yes in scripts."
+        ),
+    )
+    d.add_argument("name", help="policy name")
+    d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    add_redis_options(d)
+    d.set_defaults(func=delete)
+
+
+def parse_arms(raw: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; empty names are an error that says what to write."""
+    arms = [a.strip() for a in raw.split(",")]
+    if not raw.strip() or any(not a for a in arms):
+        raise ConfigError(
+            f"bad --arms {raw!r}: give comma-separated names without empty entries, "
+            "e.g. --arms gpt-4,claude-3,llama"
+        )
+    return arms
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read --config {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--config {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a JSON object of PolicyConfig fields")
+    return data
+
+
+def create(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = _load_json(args.config) if args.config else {}
+    data["name"] = args.name
+    if args.arms is not None:
+        data["arms"] = parse_arms(args.arms)
+    if args.features is not None:
+        data["n_features"] = args.features
+    if args.algorithm is not None:
+        data["algorithm"] = {**data.get("algorithm", {}), "name": args.algorithm}
+    if args.rollout is not None:
+        data["rollout_fraction"] = args.rollout
+    if args.baseline_arm is not None:
+        data["baseline_arm"] = args.baseline_arm
+    if args.disabled:
+        data["enabled"] = False
+    missing = [
+        flag for flag, key in (("--arms", "arms"), ("--features", "n_features")) if key not in data
+    ]
+    if missing:
+        raise ConfigError(
+            f"policy create needs {' and '.join(missing)} (or those fields in --config), "
+            "e.g. --arms gpt-4,claude-3,llama --features 8"
+        )
+    config = make_config(data)
+    store = store_from(args)
+    store.create(config)
+    print(
+        f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
+        f"{config.n_features} features; {config.algorithm.name}; "
+        f"rollout {config.rollout_fraction:.0%}; "
+        f"{'enabled' if config.enabled else 'DISABLED'}"
+    )
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def list_(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    rows = []
+    for name in store.list_policies():
+        head = store.head(name)
+        cfg = head.config
+        rows.append(
+            {
+                "name": name,
+                "enabled": cfg.enabled,
+                "rollout_fraction": cfg.rollout_fraction,
+                "algorithm": cfg.algorithm.name,
+                "arms": list(cfg.arms),
+                "version": head.version,
+                "updated_at": head.updated_at,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(
+            f"no policies in Redis at {store.url} (prefix {store.prefix!r}); "
+            "create one with `rl-commons policy create`"
+        )
+        return 0
+    header = ("NAME", "STATE", "ROLLOUT", "ALGO", "VERSION", "ARMS")
+    table = [
+        (
+            r["name"],
+            "enabled" if r["enabled"] else "DISABLED",
+            f"{r['rollout_fraction']:.0%}",
+            r["algorithm"],
+            str(r["version"]),
+            ",".join(r["arms"]),
+        )
+        for r in rows
+    ]
+    print(format_table(header, table))
+    return 0
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    head = store.head(args.name)
+    cfg = head.config.model_dump(mode="json")
+    if args.json:
+        print(
+            json.dumps(
+                {"config": cfg, "version": head.version, "updated_at": head.updated_at}, indent=2
+            )
+        )
+        return 0
+    print(f"policy {args.name}  version {head.version}  updated {_when(head.updated_at)}")
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {json.dumps(v)}")
+        else:
+            print(f"{key}: {json.dumps(value)}")
+    return 0
+
+
+def confirm(question: str, yes: bool, flag: str = "--yes") -> bool:
+    """True when ``yes`` or a person typed y; refuses (False + message) without a terminal."""
+    if yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        print(
+            f"error: refusing without confirmation: stdin is not a terminal; pass {flag} "
+            "to confirm",
+            file=sys.stderr,
+        )
+        return False
+    print(f"{question} [y/N] ", end="", flush=True, file=sys.stderr)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        print("cancelled; nothing changed", file=sys.stderr)
+        return False
+    return True
+
+
+def delete(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    head = store.head(args.name)  # unknown policy -> clear error before asking
+    question = f"Delete policy {args.name!r} (version {head.version}) with all its learned state?"
+    if not confirm(question, args.yes):
+        return 1
+    store.delete(args.name)
+    print(f"deleted policy {args.name!r}")
+    return 0
