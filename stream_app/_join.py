@@ -1,0 +1,272 @@
+"""The join of decisions and outcomes as pure functions: ``(state, event) -> Step``.
+
+The Faust agent keeps one entry per decision_id in a table (changelogged) and only
+moves data; everything that decides *what* happens lives here and is unit-tested
+without Faust. An entry is a JSON-able dict:
+
+    {"status": "open", "d": {decision fields} | None, "o": {merged outcome} | None,
+     "first": wall s first seen, "deadline": wall s when the window closes, "policy": name}
+
+and, once closed, a small tombstone kept for one more window so that duplicates
+and late parts are recognised:
+
+    {"status": "rewarded" | "expired" | "orphaned", "how": reward reason,
+     "deadline": wall s when the tombstone is dropped, "policy": name}
+
+Rules:
+- Whichever side comes first opens the entry. The window (``RewardSpec.window_seconds``,
+  per policy) starts when the entry is opened (processing wall-clock time). An
+  outcome without ``policy`` that comes first waits ``default_window`` until its
+  decision names the policy.
+- Outcome parts merge field by field. A part that repeats what is known is a
+  duplicate; a part that contradicts a known value is a ``conflict`` (DLQ).
+- A reward is emitted as soon as the decision is known and the outcome is final,
+  failed, or has every component in ``spec.required``; when the window closes with a
+  partial outcome the missing components take the spec's defaults (reason ``window``).
+- A decision with no outcome at the window expires (reward only if the spec has
+  ``reward_on_expiry``); an outcome with no decision is ``orphaned``.
+- After the entry closed: a repeated decision or an outcome part after a final /
+  complete reward is a duplicate; an outcome part after the window closed (or after
+  expiry) and a decision after its outcome was orphaned are ``late`` (DLQ).
+
+Determinism: a reward is keyed by its decision_id, so if a crash makes the join
+replay an event and emit a reward twice, the store's idempotent apply counts it once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy_store import RewardSpec
+from producers import DecisionEvent, OutcomeEvent, RewardEvent
+
+from ._rewards import COMPONENTS, is_complete, make_reward
+
+OPEN, REWARDED, EXPIRED, ORPHANED = "open", "rewarded", "expired", "orphaned"
+DEFAULT_WINDOW = 600.0
+
+_DECISION_FIELDS = (
+    "decision_id",
+    "policy",
+    "policy_version",
+    "timestamp",
+    "arm",
+    "features",
+    "propensity",
+    "cohort",
+    "learned_arm",
+    "learned_propensity",
+)
+_OUTCOME_FIELDS = ("arm", "quality", "cost", "latency", "error", "fallback_arm")
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one event or tick did: the new entry (None = delete it) and the outputs."""
+
+    state: State | None
+    changed: bool = False
+    rewards: tuple[RewardEvent, ...] = ()
+    dlq: tuple[tuple[str, str], ...] = ()  # (reason, detail)
+    counters: Mapping[str, int] = field(default_factory=dict)
+    policy: str | None = None  # whom the counters belong to
+
+
+def decision_fields(decision: DecisionEvent) -> dict[str, Any]:
+    """The part of a decision the join keeps (JSON-able)."""
+    d = decision.model_dump(include=set(_DECISION_FIELDS))
+    d["features"] = list(d["features"])
+    return d
+
+
+def outcome_fields(outcome: OutcomeEvent) -> dict[str, Any]:
+    """The fields of one outcome part that were given (None = not in this part)."""
+    o = {k: getattr(outcome, k) for k in _OUTCOME_FIELDS if getattr(outcome, k) is not None}
+    o["timestamp"] = outcome.timestamp
+    if outcome.final:
+        o["final"] = True
+    return o
+
+
+def _tombstone(status: str, how: str | None, policy: str | None, until: float) -> State:
+    return {"status": status, "how": how, "deadline": until, "policy": policy}
+
+
+def _close_with_reward(
+    state: State, spec: RewardSpec, reason: str, now: float, counters: Counter
+) -> tuple[State, RewardEvent]:
+    reward = make_reward(spec, state["d"], state["o"], reason=reason, now=now)  # type: ignore[arg-type]
+    counters["rewards"] += 1
+    for c in reward.components.defaulted:
+        counters[f"missing:{c}"] += 1
+    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + spec.window_seconds)
+    return tomb, reward
+
+
+def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, now: float) -> Step:
+    """A (validated) decision arrived for this entry."""
+    d = decision_fields(decision)
+    policy = decision.policy
+    if state is None:
+        new = {
+            "status": OPEN,
+            "d": d,
+            "o": None,
+            "first": now,
+            "deadline": now + spec.window_seconds,
+            "policy": policy,
+        }
+        return Step(new, changed=True, policy=policy)
+    status = state["status"]
+    if status == ORPHANED:
+        return Step(
+            state,
+            dlq=(("late", "decision arrived after its outcome's window closed"),),
+            counters={"late": 1},
+            policy=policy,
+        )
+    if status != OPEN or state.get("d") is not None:
+        if status == OPEN and state["d"] != d:
+            return Step(
+                state,
+                dlq=(("conflict", "a different decision with the same decision_id is pending"),),
+                policy=policy,
+            )
+        return Step(state, counters={"duplicates": 1}, policy=policy)
+    # the outcome came first: complete the pair
+    counters: Counter = Counter(joined=1)
+    new = {**state, "d": d, "policy": policy, "deadline": state["first"] + spec.window_seconds}
+    conflict = _arm_conflict(d, new["o"])
+    if conflict:
+        new["o"] = {k: v for k, v in new["o"].items() if k != "arm"}
+        return Step(
+            new, changed=True, dlq=(("conflict", conflict),), counters=counters, policy=policy
+        )
+    reason = is_complete(spec, new["o"])
+    if reason is None:
+        return Step(new, changed=True, counters=counters, policy=policy)
+    tomb, reward = _close_with_reward(new, spec, reason, now, counters)
+    return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
+
+
+def _arm_conflict(d: Mapping[str, Any] | None, o: Mapping[str, Any] | None) -> str | None:
+    if d and o and o.get("arm") is not None and o["arm"] != d["arm"]:
+        return f"outcome says arm {o['arm']!r} was called, the decision served {d['arm']!r}"
+    return None
+
+
+def on_outcome(
+    state: State | None,
+    outcome: OutcomeEvent,
+    spec: RewardSpec | None,
+    now: float,
+    default_window: float = DEFAULT_WINDOW,
+) -> Step:
+    """A (validated) outcome part arrived; ``spec`` is its policy's, if the outcome named one."""
+    part = outcome_fields(outcome)
+    policy = outcome.policy if state is None else (state.get("policy") or outcome.policy)
+    if state is None:
+        window = spec.window_seconds if spec is not None else default_window
+        new = {
+            "status": OPEN,
+            "d": None,
+            "o": part,
+            "first": now,
+            "deadline": now + window,
+            "policy": outcome.policy,
+        }
+        return Step(new, changed=True, policy=policy)
+    status = state["status"]
+    if status == REWARDED and state.get("how") in ("final", "complete"):
+        return Step(state, counters={"duplicates": 1}, policy=policy)
+    if status != OPEN:
+        why = {
+            REWARDED: "its reward window had closed",
+            EXPIRED: "its decision had expired",
+            ORPHANED: "its window had closed without a decision",
+        }[status]
+        return Step(
+            state,
+            dlq=(("late", f"outcome arrived after {why}"),),
+            counters={"late": 1},
+            policy=policy,
+        )
+    old = state.get("o") or {}
+    merged = dict(old)
+    new_info = False
+    for k, v in part.items():
+        if k == "timestamp":
+            continue
+        if k in old and old[k] != v:
+            return Step(
+                state,
+                dlq=(("conflict", f"outcome part has {k}={v!r}, an earlier part had {old[k]!r}"),),
+                policy=policy,
+            )
+        if k not in old:
+            merged[k] = v
+            new_info = True
+    if not new_info:
+        return Step(state, counters={"duplicates": 1}, policy=policy)
+    merged["timestamp"] = max(float(old.get("timestamp", part["timestamp"])), part["timestamp"])
+    conflict = _arm_conflict(state.get("d"), merged)
+    if conflict:
+        return Step(state, dlq=(("conflict", conflict),), policy=policy)
+    new = {**state, "o": merged}
+    counters: Counter = Counter()
+    d = state.get("d")
+    if d is None:
+        return Step(new, changed=True, policy=policy)
+    if not old:
+        counters["joined"] += 1
+    assert spec is not None, "an entry with a decision needs its policy's reward spec"
+    reason = is_complete(spec, merged)
+    if reason is None:
+        return Step(new, changed=True, counters=counters, policy=policy)
+    tomb, reward = _close_with_reward(new, spec, reason, now, counters)
+    return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
+
+
+def on_tick(
+    state: State, spec: RewardSpec | None, now: float, default_window: float = DEFAULT_WINDOW
+) -> Step:
+    """The clock moved: close an open entry whose window passed, drop an old tombstone."""
+    policy = state.get("policy")
+    if now < state["deadline"]:
+        return Step(state, policy=policy)
+    if state["status"] != OPEN:
+        return Step(None, changed=True, policy=policy)
+    keep = spec.window_seconds if spec is not None else default_window
+    counters: Counter = Counter()
+    d, o = state.get("d"), state.get("o")
+    if d is None:
+        counters["orphaned"] += 1
+        return Step(
+            _tombstone(ORPHANED, None, policy, now + keep),
+            changed=True,
+            counters=counters,
+            policy=policy,
+        )
+    spec = spec if spec is not None else RewardSpec()
+    if o:
+        tomb, reward = _close_with_reward(state, spec, "window", now, counters)
+        return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
+    counters["expired"] += 1
+    rewards: tuple[RewardEvent, ...] = ()
+    if spec.reward_on_expiry is not None:
+        rewards = (make_reward(spec, d, None, reason="expired", now=now),)
+        counters["rewards"] += 1
+        for c in COMPONENTS:
+            counters[f"missing:{c}"] += 1
+    return Step(
+        _tombstone(EXPIRED, "expired", policy, now + keep),
+        changed=True,
+        rewards=rewards,
+        counters=counters,
+        policy=policy,
+    )

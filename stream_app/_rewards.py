@@ -1,0 +1,119 @@
+"""Reward computation: a joined decision and its (merged) outcome -> a ``RewardEvent``.
+
+Pure functions, no I/O. The scalar reward is the policy's ``RewardSpec.reward`` of
+the raw outcome values (the spec normalises cost and latency with its caps and
+clips every component to [0, 1]); an error gets the spec's ``failure_reward``.
+Components the outcome did not carry take the spec's defaults and are listed in
+``RewardComponents.defaulted`` (the stream app counts them as ``missing:<name>``).
+
+The reward is attributed to the arm the policy chose (``decision.arm``): when the
+proxy fell back to another provider after an error, the chosen arm gets the
+failure reward; the fallback's result says nothing about the chosen arm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from policy_store import RewardSpec
+from producers import RewardComponents, RewardEvent
+
+COMPONENTS = ("quality", "cost", "latency")
+RewardReason = Literal["complete", "final", "window", "expired"]
+
+
+def is_complete(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> RewardReason | None:
+    """Why the merged ``outcome`` is ready to be rewarded now, or None to keep waiting.
+
+    ``"final"`` when the proxy said no more parts follow or the call failed (an error
+    has a fixed reward), ``"complete"`` when every component in ``spec.required`` is
+    present.
+
+    >>> is_complete(RewardSpec(required=("quality",)), {"quality": 0.9})
+    'complete'
+    >>> is_complete(RewardSpec(), {"cost": 0.1}) is None
+    True
+    """
+    if not outcome:
+        return None
+    if outcome.get("final") or outcome.get("error"):
+        return "final"
+    if all(outcome.get(c) is not None for c in spec.required):
+        return "complete"
+    return None
+
+
+def components_of(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> RewardComponents:
+    """Normalised components of an outcome (None where missing) and which were defaulted."""
+    o = outcome or {}
+    error = bool(o.get("error"))
+    q, c, lat = o.get("quality"), o.get("cost"), o.get("latency")
+    missing = tuple(name for name, v in zip(COMPONENTS, (q, c, lat), strict=True) if v is None)
+    return RewardComponents(
+        quality=None if q is None else min(max(float(q), 0.0), 1.0),
+        cost=None if c is None else spec.normalise_cost(float(c)),
+        latency=None if lat is None else spec.normalise_latency(float(lat)),
+        error=error,
+        # an error's reward is fixed: nothing was filled in with a default
+        defaulted=() if error else missing,
+    )
+
+
+def score(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> float:
+    """The scalar reward of a merged outcome under ``spec``.
+
+    >>> score(RewardSpec(), {"quality": 1.0, "cost": 0.0, "latency": 0.0})
+    1.0
+    >>> score(RewardSpec(failure_reward=-1.0), {"error": "timeout", "quality": 1.0})
+    -1.0
+    """
+    o = outcome or {}
+    return spec.reward(
+        quality=o.get("quality"),
+        cost=o.get("cost"),
+        latency=o.get("latency"),
+        error=bool(o.get("error")),
+    )
+
+
+def make_reward(
+    spec: RewardSpec,
+    decision: Mapping[str, Any],
+    outcome: Mapping[str, Any] | None,
+    *,
+    reason: RewardReason,
+    now: float,
+) -> RewardEvent:
+    """The reward event for a decision (a dict of ``DecisionEvent`` fields).
+
+    With ``reason="expired"`` (no outcome ever came) the reward is the spec's
+    ``reward_on_expiry`` and every component counts as defaulted.
+    """
+    if reason == "expired":
+        if spec.reward_on_expiry is None:
+            raise ValueError("this policy gives no reward on expiry (reward_on_expiry is None)")
+        value = float(spec.reward_on_expiry)
+        comps = RewardComponents(defaulted=COMPONENTS)
+        outcome_ts = None
+    else:
+        value = score(spec, outcome)
+        comps = components_of(spec, outcome)
+        outcome_ts = (outcome or {}).get("timestamp")
+    return RewardEvent(
+        decision_id=decision["decision_id"],
+        policy=decision["policy"],
+        policy_version=decision["policy_version"],
+        arm=decision["arm"],
+        features=tuple(decision["features"]),
+        reward=value,
+        components=comps,
+        propensity=decision["propensity"],
+        cohort=decision.get("cohort", "rl"),
+        learned_arm=decision.get("learned_arm"),
+        learned_propensity=decision.get("learned_propensity"),
+        decision_ts=decision["timestamp"],
+        outcome_ts=outcome_ts,
+        reward_ts=now,
+        reason=reason,
+    )

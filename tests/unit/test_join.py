@@ -1,0 +1,178 @@
+"""The join of decisions and outcomes as pure functions (no Faust, no services)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policy_store import RewardSpec
+from producers import DecisionEvent, OutcomeEvent
+from stream_app._join import EXPIRED, OPEN, ORPHANED, REWARDED, on_decision, on_outcome, on_tick
+
+SPEC = RewardSpec(window_seconds=10.0)
+
+
+def decision(i: str = "d1", **kw) -> DecisionEvent:
+    fields = dict(
+        decision_id=i,
+        policy="p",
+        policy_version=1,
+        timestamp=1.0,
+        arms=("a", "b"),
+        arm="a",
+        propensity=0.5,
+        features=(1.0, 2.0),
+    )
+    return DecisionEvent(**{**fields, **kw})
+
+
+def outcome(i: str = "d1", **kw) -> OutcomeEvent:
+    return OutcomeEvent(**{"decision_id": i, "timestamp": 2.0, **kw})
+
+
+FULL = dict(quality=1.0, cost=0.0, latency=0.0)
+
+
+def test_decision_then_complete_outcome_rewards_once():
+    s1 = on_decision(None, decision(), SPEC, now=0.0)
+    assert s1.state["status"] == OPEN and not s1.rewards and s1.changed
+    s2 = on_outcome(s1.state, outcome(**FULL), SPEC, now=1.0)
+    assert [r.decision_id for r in s2.rewards] == ["d1"]
+    assert s2.rewards[0].reward == pytest.approx(1.0)
+    assert s2.rewards[0].reason == "complete"
+    assert s2.counters == {"joined": 1, "rewards": 1}
+    assert s2.state["status"] == REWARDED
+    # tombstone: repeats are duplicates, not new rewards
+    s3 = on_outcome(s2.state, outcome(**FULL), SPEC, now=2.0)
+    s4 = on_decision(s2.state, decision(), SPEC, now=2.0)
+    for s in (s3, s4):
+        assert not s.rewards and not s.changed and s.counters == {"duplicates": 1}
+
+
+def test_outcome_before_decision():
+    s1 = on_outcome(None, outcome(**FULL), None, now=0.0)
+    assert s1.state["d"] is None and not s1.rewards
+    s2 = on_decision(s1.state, decision(), SPEC, now=1.0)
+    assert len(s2.rewards) == 1 and s2.counters["joined"] == 1
+    assert s2.rewards[0].outcome_ts == 2.0 and s2.rewards[0].decision_ts == 1.0
+
+
+def test_partial_outcomes_merge_until_complete():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(cost=0.5, latency=0.5), SPEC, now=1.0)
+    assert not s.rewards and s.counters == {"joined": 1}
+    s = on_outcome(s.state, outcome(cost=0.5), SPEC, now=1.5)  # repeat of a part
+    assert s.counters == {"duplicates": 1} and not s.changed
+    s = on_outcome(s.state, outcome(quality=1.0, timestamp=5.0), SPEC, now=2.0)
+    (r,) = s.rewards
+    assert r.reward == pytest.approx(0.5 + 0.3 * 0.5 + 0.2 * 0.5)
+    assert r.outcome_ts == 5.0 and r.components.defaulted == ()
+
+
+def test_final_flag_closes_with_defaults():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(cost=0.0, final=True), SPEC, now=1.0)
+    (r,) = s.rewards
+    assert r.reason == "final" and r.components.defaulted == ("quality", "latency")
+    assert s.counters["missing:quality"] == 1 and s.counters["missing:latency"] == 1
+
+
+def test_conflicting_part_goes_to_dlq_and_changes_nothing():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(cost=0.1), SPEC, now=1.0)
+    c = on_outcome(s.state, outcome(cost=0.9), SPEC, now=1.0)
+    assert c.dlq and c.dlq[0][0] == "conflict" and c.state == s.state and not c.changed
+    c = on_outcome(s.state, outcome(arm="b"), SPEC, now=1.0)
+    assert c.dlq[0][0] == "conflict"
+
+
+def test_window_closes_partial_outcome_with_defaults():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(quality=1.0), SPEC, now=1.0)
+    assert on_tick(s.state, SPEC, now=9.9).state == s.state
+    t = on_tick(s.state, SPEC, now=10.0)
+    (r,) = t.rewards
+    assert r.reason == "window" and set(r.components.defaulted) == {"cost", "latency"}
+    assert t.state["status"] == REWARDED
+    late = on_outcome(t.state, outcome(cost=0.1), SPEC, now=11.0)
+    assert late.dlq[0][0] == "late" and late.counters == {"late": 1}
+    # the tombstone is dropped one window later
+    assert on_tick(t.state, SPEC, now=19.9).state == t.state
+    gone = on_tick(t.state, SPEC, now=20.0)
+    assert gone.state is None and gone.changed
+
+
+def test_unmatched_decision_expires_without_reward_by_default():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    t = on_tick(s.state, SPEC, now=10.0)
+    assert not t.rewards and t.counters == {"expired": 1} and t.state["status"] == EXPIRED
+    late = on_outcome(t.state, outcome(**FULL), SPEC, now=11.0)
+    assert late.dlq[0][0] == "late" and not late.rewards
+
+
+def test_expiry_reward_when_configured():
+    spec = RewardSpec(window_seconds=5.0, reward_on_expiry=0.25)
+    s = on_decision(None, decision(), spec, now=0.0)
+    t = on_tick(s.state, spec, now=5.0)
+    (r,) = t.rewards
+    assert r.reason == "expired" and r.reward == 0.25
+    assert t.counters["expired"] == 1 and t.counters["rewards"] == 1
+
+
+def test_orphaned_outcome_then_late_decision():
+    s = on_outcome(None, outcome(**FULL), None, now=0.0, default_window=3.0)
+    t = on_tick(s.state, None, now=3.0, default_window=3.0)
+    assert t.counters == {"orphaned": 1} and t.state["status"] == ORPHANED
+    late = on_decision(t.state, decision(), SPEC, now=4.0)
+    assert late.dlq[0][0] == "late" and not late.rewards
+
+
+def test_outcome_first_uses_its_policy_window():
+    s = on_outcome(None, outcome(policy="p", cost=0.1), SPEC, now=0.0, default_window=600)
+    assert s.state["deadline"] == 10.0
+
+
+def test_state_is_json_serialisable():
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(quality=0.5), SPEC, now=1.0)
+    assert json.loads(json.dumps(s.state)) == s.state
+
+
+events = st.lists(
+    st.one_of(
+        st.just(("d",)),
+        st.tuples(st.just("o"), st.sampled_from(["quality", "cost", "latency"])),
+        st.tuples(st.just("t"), st.floats(0, 30)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events)
+def test_at_most_one_reward_per_decision_in_any_order(seq):
+    """Whatever the order, repeats and ticks: one reward at most while the entry (or its
+    tombstone) lives, and only once the decision is known. After the tombstone is dropped
+    a replay is a new entry; the store's dedupe by decision_id covers that case."""
+    state, now, rewards, seen_decision = None, 0.0, 0, False
+    for ev in seq:
+        if ev[0] == "d":
+            step = on_decision(state, decision(), SPEC, now)
+            seen_decision = True
+        elif ev[0] == "o":
+            step = on_outcome(state, outcome(**{ev[1]: 0.5}), SPEC, now)
+        else:
+            if state is None:
+                continue
+            now += ev[1]
+            step = on_tick(state, SPEC, now)
+        rewards += len(step.rewards)
+        if step.rewards:
+            assert seen_decision
+        state = step.state
+        assert rewards <= 1
+        if state is None:
+            rewards, seen_decision = 0, False
