@@ -1,0 +1,195 @@
+"""Traffic for the fault suite: decision/outcome pairs, a raw producer, topic counters, latency.
+
+Everything is seeded, so a test knows exactly which decisions it sent and to
+which arm, and can compare that with the parameters the loop wrote to Redis.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from producers import DecisionEvent, OutcomeEvent, Topics
+
+
+@dataclass(frozen=True)
+class Pair:
+    decision_id: str
+    arm: str
+    decision: bytes
+    outcome: bytes
+
+
+def make_pairs(
+    n: int, *, policy: str, arms: list[str], n_features: int, seed: int, start: int = 0
+) -> list[Pair]:
+    """``n`` decisions with one final outcome each; arm drawn uniformly, features in [0, 1)."""
+    rng = np.random.default_rng(seed)
+    choice = rng.integers(0, len(arms), size=n)
+    feats = rng.random((n, n_features))
+    quality = rng.random(n)
+    now = time.time()
+    pairs = []
+    for i in range(n):
+        did = f"s{seed}-{start + i}"
+        arm = arms[int(choice[i])]
+        dec = DecisionEvent(
+            decision_id=did,
+            policy=policy,
+            policy_version=0,
+            timestamp=now,
+            arms=tuple(arms),
+            arm=arm,
+            propensity=1.0 / len(arms),
+            features=tuple(float(v) for v in feats[i]),
+        )
+        out = OutcomeEvent(
+            decision_id=did,
+            policy=policy,
+            timestamp=now,
+            arm=arm,
+            quality=float(quality[i]),
+            cost=0.5,
+            latency=0.5,
+            final=True,
+        )
+        pairs.append(Pair(did, arm, dec.to_bytes(), out.to_bytes()))
+    return pairs
+
+
+def expected_counts(pairs: Iterable[Pair]) -> dict[str, int]:
+    """Distinct decisions per arm: what every arm's ``n`` must equal once all are rewarded."""
+    seen: dict[str, str] = {}
+    for p in pairs:
+        seen[p.decision_id] = p.arm
+    return dict(Counter(seen.values()))
+
+
+def raw_producer(bootstrap: str, **extra):
+    from confluent_kafka import Producer
+
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            **extra,
+        }
+    )
+
+
+def produce_pairs(producer, topics: Topics, pairs: Iterable[Pair]) -> int:
+    """Decision then outcome for each pair, keyed by decision_id; returns messages produced."""
+    sent = 0
+    for p in pairs:
+        for topic, value in ((topics.decisions, p.decision), (topics.outcomes, p.outcome)):
+            while True:
+                try:
+                    producer.produce(topic, key=p.decision_id.encode(), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+        producer.poll(0)
+    return sent
+
+
+def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float) -> list:
+    """Read ``topic`` from the beginning until ``expect`` messages or ``timeout`` seconds."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+# -- select latency -----------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyBlocks:
+    """Per-block p50 and p99 of a call, in microseconds (blocks resist load spikes)."""
+
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def median_p50(self) -> float:
+        return statistics.median(self.p50)
+
+    @property
+    def median_p99(self) -> float:
+        return statistics.median(self.p99)
+
+    def ratio_to(self, control: LatencyBlocks, stat: str = "p99") -> float:
+        """Median over blocks of this call's statistic divided by the control's, block by block.
+
+        The two calls alternate block by block, so load from elsewhere on the machine
+        hits both alike and cancels in the ratio.
+        """
+        mine, theirs = getattr(self, stat), getattr(control, stat)
+        return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
+
+
+def measure(
+    calls: dict[str, Callable[[], object]],
+    seconds: float,
+    *,
+    block: int = 500,
+    pause: float = 0.02,
+    on_block: Callable[[], None] | None = None,
+) -> dict[str, LatencyBlocks]:
+    """Time each call in alternating blocks of ``block`` calls for ``seconds``."""
+    results = {name: LatencyBlocks() for name in calls}
+    deadline = time.monotonic() + seconds
+    buf = np.empty(block)
+    while time.monotonic() < deadline:
+        for name, call in calls.items():
+            res = results[name]
+            for i in range(block):
+                t0 = time.perf_counter_ns()
+                try:
+                    call()
+                except Exception:
+                    res.errors += 1
+                buf[i] = time.perf_counter_ns() - t0
+            res.p50.append(float(np.percentile(buf, 50)) / 1e3)
+            res.p99.append(float(np.percentile(buf, 99)) / 1e3)
+        if on_block is not None:
+            on_block()
+        time.sleep(pause)
+    return results
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.1):
+    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

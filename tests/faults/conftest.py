@@ -1,0 +1,113 @@
+"""Fault-suite fixtures: private broker and Redis processes that the tests may kill.
+
+Each fault test gets its own Tansu broker and redis-server (never the session
+services other tests share), so stopping them harms nobody else. Redis keeps an
+append-only file in a temporary directory so a stop/start on the same port is an
+outage, not a data loss. Tansu is memory-only: after a restart the topics are
+gone and ``restart_broker`` re-creates them before traffic resumes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from policy_store import RedisPolicyStore, make_config
+from producers import Topics, create_topics
+from stream_app.embedded import EmbeddedBroker, EmbeddedRedis
+
+pytestmark = pytest.mark.faults
+
+
+@dataclass
+class FaultServices:
+    """A broker and a Redis that belong to one test, with stop/restart helpers."""
+
+    broker: EmbeddedBroker
+    redis: EmbeddedRedis
+    redis_dir: Path
+    topics: Topics
+    key_prefix: str
+    partitions: int = 4
+    log: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RL_COMMONS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "RL_COMMONS_REDIS_URL": self.redis_url,
+            "RL_COMMONS_KEY_PREFIX": self.key_prefix,
+            "RL_COMMONS_TOPIC_PREFIX": self.topics.prefix,
+        }
+
+    def store(self) -> RedisPolicyStore:
+        return RedisPolicyStore.from_url(self.redis_url, prefix=self.key_prefix)
+
+    def create_policy(self, name: str, arms: list[str], n_features: int, **kw) -> None:
+        self.store().create(make_config(name=name, arms=arms, n_features=n_features, **kw))
+
+    def create_topics(self) -> None:
+        create_topics(self.bootstrap, self.topics, partitions=self.partitions)
+
+    # -- faults ---------------------------------------------------------------------------------
+    def _note(self, what: str) -> None:
+        self.log.append((time.monotonic(), what))
+
+    def stop_redis(self) -> None:
+        self._note("redis stop")
+        self.redis.stop()
+
+    def start_redis(self) -> None:
+        self.redis = _redis(self.redis_dir, port=self.redis.port).start()
+        self._note("redis start")
+
+    def stop_broker(self) -> None:
+        self._note("broker kill")
+        self.broker.kill()
+
+    def start_broker(self) -> None:
+        """Start a broker on the same port and re-create the topics (Tansu is memory-only)."""
+        self.broker = EmbeddedBroker(port=self.broker.port).start()
+        self.create_topics()
+        self._note("broker start")
+
+
+def _redis(directory: Path, port: int = 0) -> EmbeddedRedis:
+    return EmbeddedRedis(
+        port=port,
+        extra_args=["--appendonly", "yes", "--appendfsync", "always", "--dir", str(directory)],
+    )
+
+
+@pytest.fixture
+def fault_services(tmp_path) -> Iterator[FaultServices]:
+    unique = uuid.uuid4().hex[:8]
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    svc = FaultServices(
+        broker=EmbeddedBroker(),
+        redis=_redis(redis_dir),
+        redis_dir=redis_dir,
+        topics=Topics(prefix=f"f{unique}."),
+        key_prefix=f"f{unique}",
+    )
+    try:
+        svc.redis.start()
+        svc.broker.start()
+        svc.create_topics()
+        yield svc
+    finally:  # the test may have replaced either process: stop the current ones
+        svc.broker.stop()
+        svc.redis.stop()
