@@ -1,0 +1,34 @@
+"""``rl-commons demo``: the whole learning loop on one machine, with a report at the end."""
+
+from ._curve import CurvePoint, plot_learning_curve, rolling_by_cohort, rolling_mean
+from ._rollout import DEFAULT_STEPS, RolloutController, RolloutDecision
+from ._runner import (
+    CHANGES,
+    AlwaysProvider,
+    Demo,
+    DemoOptions,
+    DemoResult,
+    PriorityRule,
+    demo_policy_config,
+    run_demo,
+)
+from ._watch import ChangeWatch
+
+__all__ = [
+    "CHANGES",
+    "DEFAULT_STEPS",
+    "AlwaysProvider",
+    "ChangeWatch",
+    "CurvePoint",
+    "Demo",
+    "DemoOptions",
+    "DemoResult",
+    "PriorityRule",
+    "RolloutController",
+    "RolloutDecision",
+    "demo_policy_config",
+    "plot_learning_curve",
+    "rolling_by_cohort",
+    "rolling_mean",
+    "run_demo",
+]

@@ -1,0 +1,103 @@
+"""Collect the stream app's rewards for the demo's live figures, rollout steps and report.
+
+A confluent-kafka consumer in a background thread reads the ``rewards`` topic from
+the beginning (its own consumer group) and keeps the ``RewardEvent``s of one policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from producers import EventError, RewardEvent, parse_event
+
+log = logging.getLogger(__name__)
+
+
+class RewardCollector:
+    """Background reader of the rewards topic; ``snapshot()`` returns what arrived so far."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        policy: str,
+        *,
+        client_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.policy = policy
+        self._client_config = dict(client_config or {})
+        self._rewards: list[RewardEvent] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.invalid = 0
+
+    def start(self) -> RewardCollector:
+        from confluent_kafka import Consumer
+
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"rlc-demo-report-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                **self._client_config,
+            }
+        )
+        self._consumer.subscribe([self.topic])
+        self._thread = threading.Thread(target=self._run, name="demo-rewards", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msgs = self._consumer.consume(num_messages=500, timeout=0.2)
+            except Exception as exc:  # broker gone while stopping
+                log.debug("reward consumer: %s", exc)
+                self._stop.wait(0.2)
+                continue
+            fresh = []
+            for m in msgs:
+                if m.error() or m.value() is None:
+                    continue
+                try:
+                    ev = parse_event(m.value(), RewardEvent)
+                except EventError:
+                    self.invalid += 1
+                    continue
+                if ev.policy == self.policy:
+                    fresh.append(ev)
+            if fresh:
+                with self._lock:
+                    for ev in fresh:
+                        if ev.decision_id not in self._seen:  # at-least-once delivery
+                            self._seen.add(ev.decision_id)
+                            self._rewards.append(ev)
+
+    def snapshot(self) -> list[RewardEvent]:
+        with self._lock:
+            return list(self._rewards)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rewards)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+            try:
+                self._consumer.close()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                pass

@@ -1,0 +1,132 @@
+"""The demo's pure parts: rollout ladder, change detection, learning curve, progress line."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from stream_app.demo import (
+    ChangeWatch,
+    CurvePoint,
+    PriorityRule,
+    RolloutController,
+    demo_policy_config,
+    rolling_by_cohort,
+    rolling_mean,
+)
+from stream_app.demo._progress import Progress, format_line
+
+
+def _rewards(rng, mean, n, sd=0.08):
+    return list(np.clip(rng.normal(mean, sd, n), 0, 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rollout_steps_up_when_the_learned_cohort_is_better(seed):
+    rng = np.random.default_rng(seed)
+    ctl = RolloutController()
+    fractions = [ctl.fraction]
+    for _ in range(6):
+        ctl.decide(_rewards(rng, 0.88, 60), _rewards(rng, 0.83, 300))
+        fractions.append(ctl.fraction)
+    assert fractions[0] == 0.1
+    assert fractions[-1] == 0.9  # top of the ladder: a 10% holdout keeps measuring
+    assert fractions == sorted(fractions)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rollout_holds_or_steps_back_when_the_learned_cohort_is_worse(seed):
+    rng = np.random.default_rng(seed)
+    ctl = RolloutController(index=2)
+    d = ctl.decide(_rewards(rng, 0.75, 200), _rewards(rng, 0.83, 200))
+    assert d.action == "down" and ctl.fraction == 0.25
+    assert d.high < -ctl.margin
+    # equal cohorts with little data: not proven, hold
+    ctl2 = RolloutController()
+    d2 = ctl2.decide(_rewards(rng, 0.83, 20, sd=0.3), _rewards(rng, 0.83, 20, sd=0.3))
+    assert d2.action == "hold" and ctl2.fraction == 0.1
+
+
+def test_rollout_waits_for_enough_rewards_and_validates_steps():
+    ctl = RolloutController(min_samples=20)
+    assert ctl.decide([0.9] * 5, [0.1] * 100).action == "hold"
+    with pytest.raises(ValueError, match="increasing"):
+        RolloutController(steps=(0.5, 0.1))
+    with pytest.raises(ValueError, match="increasing"):
+        RolloutController(steps=(0.0, 0.5))
+
+
+def test_change_watch_detects_only_when_every_affected_task_moved():
+    w = ChangeWatch.start(
+        100,
+        5.0,
+        greedy={"classify": "llama", "chat": "llama", "code": "gpt-4"},
+        new_best={"classify": "claude-3", "chat": "claude-3", "code": "gpt-4"},
+    )
+    assert set(w.affected) == {"classify", "chat"}
+    assert w.observe(120, 6.0, {"classify": "claude-3", "chat": "llama"}) is None
+    assert w.observe(150, 7.5, {"classify": "claude-3", "chat": "claude-3"}) == (50, 2.5)
+    assert "adapted after 50 requests" in w.describe()
+    # nothing to detect when the best providers did not change
+    same = ChangeWatch.start(0, 0.0, {"code": "gpt-4"}, {"code": "gpt-4"})
+    assert same.observe(10, 1.0, {"code": "gpt-4"}) is None
+    assert "did not alter" in same.describe()
+
+
+def test_rolling_mean_and_curve_by_cohort():
+    assert rolling_mean([], 3).size == 0
+    np.testing.assert_allclose(rolling_mean([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+    pts = [CurvePoint(i, "rl" if i % 2 else "baseline", float(i % 2)) for i in range(10)]
+    curves = rolling_by_cohort(pts, window=3)
+    assert set(curves) == {"rl", "baseline"}
+    xs, ys = curves["rl"]
+    assert xs.tolist() == [1, 3, 5, 7, 9] and ys.tolist() == [1.0] * 5
+
+
+def test_learning_curve_png_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from stream_app.demo import plot_learning_curve
+
+    pts = [CurvePoint(i, "rl" if i % 3 else "baseline", 0.8 + 0.001 * i) for i in range(60)]
+    path = plot_learning_curve(
+        str(tmp_path / "c.png"),
+        pts,
+        oracle=[(i, 0.9) for i in range(60)],
+        rollout=[(0, 0.1), (30, 0.25)],
+        change_at=40,
+        detected_at=50,
+        window=10,
+    )
+    data = (tmp_path / "c.png").read_bytes()
+    assert path.endswith("c.png") and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_progress_line_on_a_pipe_and_on_a_terminal():
+    assert format_line(3, 4, {"rollout": "25%"}).endswith("| rollout 25%")
+    pipe = io.StringIO()
+    p = Progress(10, pipe, every=0.0)
+    p.update(5, {"a": "1"})
+    p.message("step")
+    p.close()
+    assert pipe.getvalue().splitlines() == [format_line(5, 10, {"a": "1"}), "step"]
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    p = Progress(10, tty)
+    p.update(5, {"a": "1"}, force=True)
+    p.close()
+    assert tty.getvalue().startswith("\r[") and tty.getvalue().endswith("\n")
+
+
+def test_baseline_rule_and_demo_policy():
+    rule = PriorityRule()
+    assert rule.select_provider({"priority": "speed"}) == "llama"
+    assert rule.select_provider({"priority": "quality"}) == "gpt-4"
+    cfg = demo_policy_config("p", ["gpt-4", "claude-3", "llama"], 0.1)
+    assert cfg.rollout_fraction == 0.1 and cfg.baseline_arm == "gpt-4"
+    assert cfg.reward.cost_cap and cfg.reward.latency_cap_ms
