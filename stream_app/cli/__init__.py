@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "_dev",
     "_policy",
     "_ops",
+    "_dashboard",
 ]
 
 
