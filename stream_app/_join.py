@@ -29,8 +29,13 @@ Rules:
   complete reward is a duplicate; an outcome part after the window closed (or after
   expiry) and a decision after its outcome was orphaned are ``late`` (DLQ).
 
-Determinism: a reward is keyed by its decision_id, so if a crash makes the join
-replay an event and emit a reward twice, the store's idempotent apply counts it once.
+Determinism and crashes: a tombstone keeps the reward it emitted (its JSON), and a
+duplicate of a rewarded decision re-sends exactly that reward. Faust restores the
+table from its changelog, which may be ahead of the committed input offsets; after
+a crash the replayed input therefore meets the tombstone, and re-sending the stored
+reward closes the window where the changelog write reached the broker but the
+reward did not. The reward is keyed by its decision_id and the store's apply is
+idempotent by decision_id, so a re-sent reward never counts twice.
 """
 
 from __future__ import annotations
@@ -93,8 +98,22 @@ def outcome_fields(outcome: OutcomeEvent) -> dict[str, Any]:
     return o
 
 
-def _tombstone(status: str, how: str | None, policy: str | None, until: float) -> State:
-    return {"status": status, "how": how, "deadline": until, "policy": policy}
+def _tombstone(
+    status: str,
+    how: str | None,
+    policy: str | None,
+    until: float,
+    reward: RewardEvent | None = None,
+) -> State:
+    tomb: State = {"status": status, "how": how, "deadline": until, "policy": policy}
+    if reward is not None:
+        tomb["reward"] = reward.to_bytes().decode()
+    return tomb
+
+
+def _resend(state: State) -> tuple[RewardEvent, ...]:
+    raw = state.get("reward")
+    return (RewardEvent.model_validate_json(raw),) if raw else ()
 
 
 def _close_with_reward(
@@ -104,7 +123,7 @@ def _close_with_reward(
     counters["rewards"] += 1
     for c in reward.components.defaulted:
         counters[f"missing:{c}"] += 1
-    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + spec.window_seconds)
+    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + spec.window_seconds, reward)
     return tomb, reward
 
 
@@ -137,7 +156,7 @@ def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, 
                 dlq=(("conflict", "a different decision with the same decision_id is pending"),),
                 policy=policy,
             )
-        return Step(state, counters={"duplicates": 1}, policy=policy)
+        return Step(state, rewards=_resend(state), counters={"duplicates": 1}, policy=policy)
     # the outcome came first: complete the pair
     counters: Counter = Counter(joined=1)
     new = {**state, "d": d, "policy": policy, "deadline": state["first"] + spec.window_seconds}
@@ -183,7 +202,7 @@ def on_outcome(
         return Step(new, changed=True, policy=policy)
     status = state["status"]
     if status == REWARDED and state.get("how") in ("final", "complete"):
-        return Step(state, counters={"duplicates": 1}, policy=policy)
+        return Step(state, rewards=_resend(state), counters={"duplicates": 1}, policy=policy)
     if status != OPEN:
         why = {
             REWARDED: "its reward window had closed",
@@ -264,7 +283,7 @@ def on_tick(
         for c in COMPONENTS:
             counters[f"missing:{c}"] += 1
     return Step(
-        _tombstone(EXPIRED, "expired", policy, now + keep),
+        _tombstone(EXPIRED, "expired", policy, now + keep, rewards[0] if rewards else None),
         changed=True,
         rewards=rewards,
         counters=counters,

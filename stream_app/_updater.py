@@ -1,0 +1,192 @@
+"""The updater: batches of rewards -> per-arm deltas -> the store's idempotent ``apply``.
+
+Exactly-once effect: the Faust agent holds the Kafka offsets of a batch until
+``Updater.apply`` returned (see ``app.py``); ``apply`` is idempotent by decision_id,
+so a batch replayed after a crash changes nothing it already changed. While Redis
+is unreachable ``apply_until_done`` retries with exponential backoff (0.1 s doubling
+to 5 s): the agent waits, nothing is committed and nothing is dropped.
+
+Cohorts. Every cohort (``rl``, ``baseline``, ``shadow``) updates the learned policy
+with weight 1 by default. The bandit keeps one ridge regression of reward on
+features per arm, i.e. it models E[reward | x, arm]; conditioning on x makes the
+estimate valid whichever policy chose the arm, so baseline and shadow traffic is
+good data (and is usually the only data on arms the learned policy rarely picks).
+Importance weights (1/propensity) are *not* applied to the regression: they would
+only add variance without removing bias for this model. Propensities are kept on
+every reward for off-policy evaluation (``stream_app.evaluation``). Pass
+``cohort_weights`` to down-weight a cohort (0 keeps it out of the parameters; it
+is still aggregated for the dashboard).
+
+After each successful apply the updater writes, in one pipeline, the dashboard's
+per-minute aggregates and health counters (``aggregates``) and the ``freshness``
+hash: ``last_apply_ms`` (wall clock), ``last_apply_latency_ms`` (duration of the
+apply) and ``last_lag_ms`` (the largest outcome-produced -> applied delay in the
+batch). Aggregates count only rewards the store had not seen, so replays do not
+double them (a crash between apply and this write can lose one batch of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from policy_store import (
+    InvalidDeltaError,
+    Observation,
+    PolicyKeys,
+    RedisPolicyStore,
+    StoreUnavailableError,
+    UnknownArmError,
+    UnknownPolicyError,
+)
+from producers import RewardEvent
+
+from ._metrics import WorkerMetrics
+from .aggregates import add_rewards, incr_health
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COHORT_WEIGHTS: Mapping[str, float] = {"rl": 1.0, "baseline": 1.0, "shadow": 1.0}
+
+
+def to_observations(
+    rewards: Sequence[RewardEvent], cohort_weights: Mapping[str, float] = DEFAULT_COHORT_WEIGHTS
+) -> list[Observation]:
+    """One ``Observation`` per reward with a positive cohort weight."""
+    out = []
+    for r in rewards:
+        w = float(cohort_weights.get(r.cohort, 1.0))
+        if w > 0:
+            out.append(Observation(r.decision_id, r.arm, tuple(r.features), r.reward, w))
+    return out
+
+
+@dataclass
+class BatchResult:
+    """What one batch did across its policies."""
+
+    applied: int = 0
+    duplicates: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    rejected: list[tuple[RewardEvent, str, str]] = field(default_factory=list)  # reason, detail
+
+
+class Updater:
+    """Applies reward batches to a ``RedisPolicyStore`` (blocking; run it in a thread)."""
+
+    def __init__(
+        self,
+        store: RedisPolicyStore,
+        metrics: WorkerMetrics | None = None,
+        *,
+        cohort_weights: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics or WorkerMetrics()
+        self.cohort_weights = dict(cohort_weights or DEFAULT_COHORT_WEIGHTS)
+        self._clock = clock
+
+    def apply(self, rewards: Sequence[RewardEvent]) -> BatchResult:
+        """Apply one batch; raises ``StoreUnavailableError`` if Redis cannot be reached."""
+        result = BatchResult()
+        by_policy: dict[str, list[RewardEvent]] = defaultdict(list)
+        for r in rewards:
+            by_policy[r.policy].append(r)
+        for policy, items in by_policy.items():
+            try:
+                self._apply_policy(policy, items, result)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise StoreUnavailableError(f"Redis error while applying: {exc}") from exc
+        if rewards:
+            self.metrics.batch_size.observe(len(rewards))
+        return result
+
+    def _new_ids(self, keys: PolicyKeys, ids: list[str]) -> set[str]:
+        pipe = self.store.client.pipeline(transaction=False)
+        for i in ids:
+            pipe.exists(keys.dedupe(i))
+        return {i for i, seen in zip(ids, pipe.execute(), strict=True) if not seen}
+
+    def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
+        keys = self.store.keys(policy)
+        t0 = self._clock()
+        new_ids = self._new_ids(keys, list({r.decision_id for r in items}))
+        try:
+            res = self.store.apply(policy, to_observations(items, self.cohort_weights))
+        except UnknownPolicyError as exc:
+            result.rejected += [(r, "unknown_policy", str(exc)) for r in items]
+            return
+        except (UnknownArmError, InvalidDeltaError):
+            cfg = self.store.get_config(policy)
+            good = []
+            for r in items:
+                if r.arm not in cfg.arms:
+                    result.rejected.append((r, "unknown_arm", f"arm {r.arm!r} not in {cfg.arms}"))
+                elif len(r.features) != cfg.n_features:
+                    result.rejected.append(
+                        (r, "feature_length", f"{len(r.features)} != {cfg.n_features}")
+                    )
+                else:
+                    good.append(r)
+            if len(good) == len(items):
+                raise
+            if good:
+                self._apply_policy(policy, good, result)
+            return
+        now = self._clock()
+        fresh: dict[str, RewardEvent] = {}
+        for r in items:
+            if r.decision_id in new_ids:
+                fresh.setdefault(r.decision_id, r)
+        lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in items]
+        pipe = self.store.client.pipeline(transaction=False)
+        add_rewards(pipe, keys, [r.model_dump() for r in fresh.values()])
+        incr_health(
+            pipe, keys, {"batches": 1, "applied": res.applied, "duplicates": res.duplicates}
+        )
+        pipe.hset(
+            keys.extra("freshness"),
+            mapping={
+                "last_apply_ms": repr(round(now * 1000.0, 3)),
+                "last_apply_latency_ms": repr(round((now - t0) * 1000.0, 3)),
+                "last_lag_ms": repr(round(max(lags) * 1000.0, 3)),
+            },
+        )
+        pipe.execute()
+        m = self.metrics
+        m.applied.inc(res.applied)
+        if res.duplicates:
+            m.duplicates.labels("rewards").inc(res.duplicates)
+        m.apply_latency.observe(now - t0)
+        m.last_apply.set(now)
+        for lag in lags:
+            m.freshness.observe(max(lag, 0.0))
+        result.applied += res.applied
+        result.duplicates += res.duplicates
+        result.versions[policy] = res.version
+
+    async def apply_until_done(
+        self,
+        rewards: Sequence[RewardEvent],
+        *,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ) -> BatchResult:
+        """``apply`` in a worker thread, retrying with backoff while the store is down."""
+        loop = asyncio.get_running_loop()
+        delay = initial_backoff
+        while True:
+            try:
+                return await loop.run_in_executor(None, self.apply, rewards)
+            except StoreUnavailableError as exc:
+                self.metrics.apply_retries.inc()
+                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff)

@@ -1,0 +1,108 @@
+"""Shared helpers of the stream integration tests: events, producing, waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from policy_store import make_config
+from producers import DecisionEvent, OutcomeEvent
+
+ARMS = ("gpt-4", "claude-3", "llama")
+D = 3
+
+
+def make_policy(store, name: str = "route", **reward):
+    spec = {"window_seconds": 30.0, **reward}
+    return store.create(make_config(name=name, arms=ARMS, n_features=D, reward=spec))
+
+
+def decision(i: int | str, arm: str = "gpt-4", policy: str = "route", **kw) -> DecisionEvent:
+    fields = dict(
+        decision_id=f"d{i}",
+        policy=policy,
+        policy_version=0,
+        timestamp=time.time(),
+        arms=ARMS,
+        arm=arm,
+        propensity=0.5,
+        features=(1.0, 0.5, -0.5),
+    )
+    return DecisionEvent(**{**fields, **kw})
+
+
+def outcome(i: int | str, **kw) -> OutcomeEvent:
+    return OutcomeEvent(**{"decision_id": f"d{i}", "timestamp": time.time(), **kw})
+
+
+FULL = dict(quality=0.9, cost=0.1, latency=0.2)
+
+
+class Sender:
+    """A plain confluent-kafka producer hashing keys like Faust (murmur2_random)."""
+
+    def __init__(self, bootstrap: str, topics) -> None:
+        from confluent_kafka import Producer
+
+        self.topics = topics
+        self.p = Producer(
+            {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 2}
+        )
+
+    def send(self, event, topic: str | None = None, key: bytes | None = None) -> None:
+        if topic is None:
+            topic = self.topics.decisions if event.type == "decision" else self.topics.outcomes
+        self.p.produce(topic, key=key or event.decision_id.encode(), value=event.to_bytes())
+        self.p.poll(0)
+
+    def raw(self, topic: str, value: bytes, key: bytes | None) -> None:
+        self.p.produce(topic, key=key, value=value)
+        self.p.poll(0)
+
+    def send_all(self, events: Iterable) -> None:
+        for e in events:
+            self.send(e)
+        self.flush()
+
+    def flush(self) -> None:
+        assert self.p.flush(10) == 0
+
+
+def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def read_topic(bootstrap: str, topic: str, group: str, expect: int, timeout: float = 20.0):
+    """Every message of ``topic`` from the beginning (stops at ``expect`` or timeout)."""
+    from confluent_kafka import Consumer
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(out) < expect:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                out.append(m)
+    finally:
+        c.close()
+    return out
+
+
+def arm_counts(store, policy: str = "route") -> dict[str, float]:
+    return {arm: st.n for arm, st in store.read_state(policy).arms.items()}
