@@ -140,6 +140,15 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _auto(v: float | None) -> str:
+    """About three significant digits: 1544, 12.3, 0.651, 0.0301."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    decimals = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3 if a >= 0.1 or a == 0 else 4
+    return f"{v:.{decimals}f}"
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never updated"
@@ -192,9 +201,9 @@ def render(report) -> str:
                 f"{a.n:g}",
                 _num(a.mean_reward),
                 "-" if a.share is None else f"{a.share:.1%}",
-                _num(a.quality),
-                _num(a.cost, ".4f"),
-                _num(a.latency),
+                _auto(a.quality),
+                _auto(a.cost),
+                _auto(a.latency),
                 f"[{theta}]",
             )
         )
@@ -207,9 +216,9 @@ def render(report) -> str:
                 c.cohort,
                 f"{c.n:g}",
                 _num(c.mean_reward),
-                _num(c.quality),
-                _num(c.cost, ".4f"),
-                _num(c.latency),
+                _auto(c.quality),
+                _auto(c.cost),
+                _auto(c.latency),
             )
             for c in report.cohorts
         ]
