@@ -1,5 +1,6 @@
 """producers: the proxy side — events (the wire contract), the Kafka producer and the selectors."""
 
+from ._client import CallResult, LLMClient
 from ._events import (
     DecisionEvent,
     DLQRecord,
@@ -10,18 +11,40 @@ from ._events import (
     json_schemas,
     parse_event,
 )
+from ._features import DEFAULT_FEATURE_NAMES, FeatureError, default_features
+from ._kafka import EventProducer, producer_config, redact
+from ._local import LocalPolicy
+from ._safe import FixedBaseline, SafeProviderSelector, cohort_position
+from ._selector import DEFAULT_PROVIDERS, Decision, ProviderSelector
 from ._topics import TOPIC_KINDS, Topics, create_topics
+from ._tracker import RLTracker
 
 __all__ = [
+    "DEFAULT_FEATURE_NAMES",
+    "DEFAULT_PROVIDERS",
+    "CallResult",
     "DLQRecord",
+    "Decision",
     "DecisionEvent",
     "EventError",
+    "EventProducer",
+    "FeatureError",
+    "FixedBaseline",
+    "LLMClient",
+    "LocalPolicy",
     "OutcomeEvent",
+    "ProviderSelector",
+    "RLTracker",
     "RewardComponents",
     "RewardEvent",
+    "SafeProviderSelector",
     "TOPIC_KINDS",
     "Topics",
+    "cohort_position",
     "create_topics",
+    "default_features",
     "json_schemas",
     "parse_event",
+    "producer_config",
+    "redact",
 ]

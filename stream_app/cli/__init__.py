@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "_dev",
     "_worker",
+    "_schema",
     "_policy",
     "_ops",
     "_dashboard",

@@ -1,0 +1,276 @@
+"""``EventProducer``: non-blocking, never-raising publication of events over confluent-kafka.
+
+* The librdkafka client is built lazily (no network in ``__init__``) from
+  ``policy_store.Settings`` (bootstrap, security protocol, SASL, SSL files).
+* Idempotent, ``partitioner=murmur2_random`` so a key lands on the partition a
+  Java / aiokafka / Faust client would choose, no compression (lz4 would not be
+  readable by the Faust consumer without extra packages).
+* ``send`` only enqueues: a full local queue (``producer_queue_max`` messages)
+  or any client error is counted as a drop, never raised. Delivery reports are
+  served by a background thread calling ``poll``; failures are counted.
+* ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
+  nothing while the queue has room.
+* Counters: ``metrics()`` (a dict) and a prometheus collector (``register``).
+  Secrets are never logged: ``describe()`` shows the config with them masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policy_store import Settings
+
+log = logging.getLogger(__name__)
+
+_SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret")
+
+DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "partitioner": "murmur2_random",
+    "compression.type": "none",
+    "linger.ms": 5,
+    "message.timeout.ms": 300_000,
+    "socket.keepalive.enable": True,
+}
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """librdkafka configuration rendered from settings (contains secrets: do not log it)."""
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
+        **DEFAULT_PRODUCER_CONFIG,
+        "queue.buffering.max.messages": settings.producer_queue_max,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        if settings.kafka_sasl_mechanism:
+            cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        if settings.kafka_sasl_username is not None:
+            cfg["sasl.username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            cfg["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        cfg["ssl.ca.location"] = settings.kafka_ssl_cafile
+    if settings.kafka_ssl_certfile:
+        cfg["ssl.certificate.location"] = settings.kafka_ssl_certfile
+    if settings.kafka_ssl_keyfile:
+        cfg["ssl.key.location"] = settings.kafka_ssl_keyfile
+    cfg.update(overrides)
+    return cfg
+
+
+def redact(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config that is safe to print."""
+    return {
+        k: ("***" if k in _SECRET_KEYS or "password" in k or "secret" in k else v)
+        for k, v in config.items()
+        if not callable(v)
+    }
+
+
+class EventProducer:
+    """Publishes event bytes keyed by decision_id; never blocks, never raises.
+
+    >>> p = EventProducer(Settings(kafka_bootstrap="127.0.0.1:1"))
+    >>> p.metrics()["enqueued"]
+    0
+    >>> p.close(0)
+    0
+    """
+
+    COUNTERS = ("enqueued", "delivered", "dropped", "delivery_failed", "errors")
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        settings = settings or Settings()
+        self._config = producer_config(settings, **dict(config or {}))
+        self._poll_interval = poll_interval
+        self._producer: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._last_error: str | None = None
+        # plain ints: += on the hot path, read by metrics() and the prometheus collector
+        self.enqueued = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.delivery_failed = 0
+        self.errors = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The client configuration with secrets masked."""
+        return redact(self._config)
+
+    def start(self) -> EventProducer:
+        """Build the client and start the delivery thread now (``send`` does it lazily).
+
+        Raises ``ValueError`` naming the bad setting if librdkafka refuses the config.
+        """
+        self._ensure(raise_errors=True)
+        return self
+
+    def _ensure(self, raise_errors: bool = False) -> Any:
+        if self._producer is not None:
+            return self._producer
+        with self._lock:
+            if self._producer is not None or self._closed:
+                return self._producer
+            from confluent_kafka import KafkaException, Producer
+
+            cfg = dict(self._config)
+            cfg["on_delivery"] = self._on_delivery
+            cfg["error_cb"] = self._on_error
+            try:
+                producer = Producer(cfg)
+            except (KafkaException, ValueError, TypeError) as exc:
+                self._last_error = str(exc)
+                msg = (
+                    f"Kafka producer configuration refused ({exc}); check the RL_COMMONS_KAFKA_* "
+                    f"settings, config={self.describe()}"
+                )
+                if raise_errors:
+                    raise ValueError(msg) from exc
+                log.error(msg)
+                self._closed = True  # do not retry on every send
+                return None
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._serve, name="rlc-event-producer", daemon=True
+            )
+            self._producer = producer
+            self._thread.start()
+            return producer
+
+    def _serve(self) -> None:
+        producer = self._producer
+        while not self._stop.is_set():
+            try:
+                producer.poll(self._poll_interval)
+            except Exception as exc:  # a callback bug must not kill delivery reporting
+                self.errors += 1
+                log.debug("poll failed: %s", exc)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush for up to ``timeout`` seconds and stop; returns messages not delivered."""
+        self._closed = True
+        producer = self._producer
+        if producer is None:
+            return 0
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(1.0, self._poll_interval * 4))
+            self._thread = None
+        try:
+            left = producer.flush(timeout)
+        except Exception as exc:
+            log.warning("flush failed: %s", exc)
+            left = len(producer)
+        return int(left)
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Wait up to ``timeout`` seconds for queued events; returns how many are left."""
+        producer = self._producer
+        if producer is None:
+            return 0
+        return int(producer.flush(timeout))
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- hot path ----------------------------------------------------------------------------
+    def send(self, topic: str, key: bytes | str, value: bytes) -> bool:
+        """Enqueue one message; False (and counted) when it had to be dropped."""
+        producer = self._producer or self._ensure()
+        if producer is None:
+            self.dropped += 1
+            return False
+        try:
+            producer.produce(topic, value, key)
+        except BufferError:
+            self.dropped += 1
+            return False
+        except Exception as exc:  # unknown topic, message too large, closed client…
+            self.dropped += 1
+            self.errors += 1
+            self._last_error = str(exc)
+            return False
+        self.enqueued += 1
+        return True
+
+    # -- callbacks (delivery thread) ---------------------------------------------------------
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.delivery_failed += 1
+            self._last_error = str(err)
+
+    def _on_error(self, err: Any) -> None:
+        self.errors += 1
+        self._last_error = str(err)
+        log.debug("kafka client error: %s", err)
+
+    # -- metrics -----------------------------------------------------------------------------
+    def queue_length(self) -> int:
+        producer = self._producer
+        return 0 if producer is None else len(producer)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters since start, the local queue length and the last error seen."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.COUNTERS}
+        out["queue_length"] = self.queue_length()
+        out["last_error"] = self._last_error
+        return out
+
+    def register(self, registry: Any = None, *, name: str = "default") -> Any:
+        """Expose the counters as prometheus metrics (``rlc_producer_*``) on ``registry``."""
+        from prometheus_client import REGISTRY
+
+        collector = _ProducerCollector(self, name)
+        (registry if registry is not None else REGISTRY).register(collector)
+        return collector
+
+
+class _ProducerCollector:
+    """Reads the producer's counters at scrape time: no cost on the hot path."""
+
+    def __init__(self, producer: EventProducer, name: str) -> None:
+        self.producer = producer
+        self.name = name
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = self.producer
+        counters = CounterMetricFamily(
+            "rlc_producer_events",
+            "Events by result: enqueued, delivered, dropped, delivery_failed.",
+            labels=["producer", "result"],
+        )
+        for result in ("enqueued", "delivered", "dropped", "delivery_failed"):
+            counters.add_metric([self.name, result], getattr(p, result))
+        yield counters
+        errors = CounterMetricFamily(
+            "rlc_producer_errors", "Kafka client errors reported.", labels=["producer"]
+        )
+        errors.add_metric([self.name], p.errors)
+        yield errors
+        queue = GaugeMetricFamily(
+            "rlc_producer_queue_length", "Events waiting in the local queue.", labels=["producer"]
+        )
+        queue.add_metric([self.name], p.queue_length())
+        yield queue

@@ -1,0 +1,106 @@
+"""The wire contract as the proxy produces it: fast-encoded decisions equal validated ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from policy_store import LinUCB, PolicyState
+from producers import DecisionEvent, OutcomeEvent, json_schemas, parse_event
+from producers._selector import _DecisionEncoder, new_decision_id
+
+
+def _snapshot(arms=("gpt-4", "claude-3", "llama"), d=3, version=7):
+    snap = LinUCB().snapshot(PolicyState(arms={}, version=version), arms, d)
+    return snap
+
+
+@pytest.mark.parametrize(
+    "features",
+    [(1.0, 0.01, 1.0), (0.0, -2.5e-07, 1e300), (1 / 3, 123456.789, -0.0)],
+)
+@pytest.mark.parametrize(
+    "cohort,learned", [("rl", None), ("baseline", ("llama", 0.34)), ("shadow", ("gpt-4", 0.0))]
+)
+def test_fast_encoded_decision_equals_validated_event(features, cohort, learned):
+    snap = _snapshot()
+    enc = _DecisionEncoder("provider_selection", snap)
+    did = new_decision_id()
+    learned_arm, learned_p = learned or (None, None)
+    raw = enc.encode(
+        did, 1764100000.123456, "claude-3", 0.49, features, cohort, *learned or (None, None)
+    )
+    parsed = parse_event(raw)
+    expected = DecisionEvent(
+        decision_id=did,
+        policy="provider_selection",
+        policy_version=7,
+        timestamp=1764100000.123456,
+        arms=snap.arms,
+        arm="claude-3",
+        propensity=0.49,
+        features=features,
+        cohort=cohort,
+        learned_arm=learned_arm,
+        learned_propensity=learned_p,
+    )
+    assert parsed == expected
+    assert parse_event(expected.to_bytes()) == parsed
+
+
+def test_decision_ids_are_valid_and_distinct():
+    ids = {new_decision_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in list(ids)[:100])
+
+
+def test_served_arm_must_be_offered():
+    with pytest.raises(ValueError, match="not among the offered arms"):
+        DecisionEvent(
+            decision_id="d1",
+            policy="p",
+            policy_version=0,
+            timestamp=1.0,
+            arms=("a",),
+            arm="b",
+            propensity=1.0,
+            features=(1.0,),
+        )
+
+
+def test_outcome_parts_and_ranges():
+    part = OutcomeEvent(decision_id="d1", timestamp=1.0, cost=0.2, latency=0.1)
+    assert parse_event(part.to_bytes()) == part
+    assert part.quality is None and not part.final
+    with pytest.raises(ValueError):
+        OutcomeEvent(decision_id="d1", timestamp=1.0, quality=1.5)
+
+
+def test_non_finite_feature_never_leaves_the_selector():
+    from producers import FeatureError, ProviderSelector
+
+    sel = ProviderSelector(feature_fn=lambda r: [1.0, float("nan")], n_features=2, seed=0)
+    with pytest.raises(FeatureError, match="NaN"):
+        sel.select({})
+    assert np.isfinite(sel.source.view.snapshot.theta).all()
+
+
+def test_schema_cli_prints_every_event(capsys):
+    from stream_app.cli import main
+
+    assert main(["schema"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == json_schemas()
+    assert set(out) == {"DecisionEvent", "OutcomeEvent", "RewardEvent", "DLQRecord"}
+    assert out["DecisionEvent"]["properties"]["type"]["const"] == "decision"
+
+
+def test_schema_cli_one_type_and_unknown_type(capsys):
+    from stream_app.cli import main
+
+    assert main(["schema", "--type", "outcome"]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["OutcomeEvent"]
+    assert main(["schema", "--type", "nope"]) == 2
+    assert "use one of DecisionEvent (decision)" in capsys.readouterr().err
