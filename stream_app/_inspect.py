@@ -149,8 +149,9 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
 
     ``minutes``: bucket start times (unix seconds); ``reward[cohort]`` mean reward
     per minute (None when the cohort had no rewards that minute); ``share[arm]``
-    each arm's share of the minute's rewarded decisions; ``n`` decisions per minute;
-    ``quality`` / ``cost`` / ``latency`` per minute over all arms and cohorts.
+    each arm's share of the minute's rewarded decisions; ``n`` rewarded decisions
+    per minute; ``quality[cohort]`` / ``cost[cohort]`` / ``latency[cohort]`` means
+    per minute over all arms of the cohort.
     """
     cohorts = sorted({c for b in buckets for (c, _) in b.cells})
     all_arms = list(arms) + sorted({a for b in buckets for (_, a) in b.cells} - set(arms))
@@ -159,7 +160,7 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
         "n": [],
         "reward": {c: [] for c in cohorts},
         "share": {a: [] for a in all_arms},
-        **{m: [] for m in COMPONENTS},
+        **{m: {c: [] for c in cohorts} for m in COMPONENTS},
     }
     for b in buckets:
         total = _sum_cells(list(b.cells.values()))
@@ -167,11 +168,11 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
         for c in cohorts:
             s = _sum_cells([v for (cc, _), v in b.cells.items() if cc == c])
             out["reward"][c].append(s.mean("reward"))
+            for m in COMPONENTS:
+                out[m][c].append(s.mean(m))
         for a in all_arms:
             s = _sum_cells([v for (_, aa), v in b.cells.items() if aa == a])
             out["share"][a].append(s.n / total.n if total.n else None)
-        for m in COMPONENTS:
-            out[m].append(total.mean(m))
     return out
 
 
