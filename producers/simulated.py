@@ -14,9 +14,12 @@ A small, seeded world in which learning which provider to call is worth it:
 
 ``SimulatedProviders.change`` alters a provider mid-run (it gets worse, cheaper or
 slower) to show adaptation. ``SimulatedProviders.call`` is an ``async`` function
-with the shape ``LLMClient`` expects of a provider call; ``respond`` is the same
-thing synchronously. ``RequestGenerator`` draws requests: task type, prompt and
-answer lengths, priority and a user id (for sticky rollout cohorts).
+with the shape ``LLMClient`` expects of a provider call (``call_fn(provider,
+prompt, **kwargs)``) and ``SimulatedProviders.clock`` a clock in simulated
+seconds, so that ``LLMClient`` measures the simulated latency without waiting
+for it; ``respond`` is the same call, synchronously. ``RequestGenerator`` draws
+requests: task type, prompt and answer lengths, priority and a user id (for sticky
+rollout cohorts).
 
 >>> world = SimulatedProviders(seed=1)
 >>> req = RequestGenerator(seed=2).next()
@@ -354,6 +357,7 @@ class SimulatedProviders:
         self._rng = _as_generator(seed)
         self.calls = 0
         self.changes: list[tuple[int, str, ProviderProfile]] = []
+        self.virtual_seconds = 0.0
 
     @property
     def names(self) -> list[str]:
@@ -408,9 +412,15 @@ class SimulatedProviders:
         guessed from the prompt."""
         fields = {"prompt": prompt, **request}
         resp = self.respond(provider, fields)
+        self.virtual_seconds += resp.latency_ms / 1000.0
         if self.time_scale > 0:
             await asyncio.sleep(resp.latency_ms / 1000.0 * self.time_scale)
         return resp
+
+    def clock(self) -> float:
+        """Simulated seconds: advanced by each ``call``'s latency. Give it to ``LLMClient``
+        (``clock=world.clock``) so that the latency it measures is the simulated one."""
+        return self.virtual_seconds
 
     def expected(
         self, provider: str, request: SimRequest | Mapping[str, Any]

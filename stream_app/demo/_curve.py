@@ -77,11 +77,13 @@ def plot_learning_curve(
         ox = np.array([o[0] for o in oracle])
         oy = rolling_mean([o[1] for o in oracle], window)
         ax.plot(ox, oy, "--", color="tab:blue", lw=1, label="best provider (oracle, expected)")
-    for at, label, style in ((change_at, "world changed", ":"), (detected_at, "adapted", "-.")):
+    marks = ((change_at, "world changed ", ":", "right"), (detected_at, " adapted", "-.", "left"))
+    for at, label, style, align in marks:
         if at is not None:
             for a in (ax, ax2):
                 a.axvline(at, color="tab:red", ls=style, lw=1)
-            ax.text(at, ax.get_ylim()[1], f" {label}", color="tab:red", va="top", fontsize=8)
+            y = ax.get_ylim()[0]
+            ax.text(at, y, label, color="tab:red", ha=align, va="bottom", fontsize=8)
     ax.set_ylabel(f"mean reward (last {window} of the cohort)")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)

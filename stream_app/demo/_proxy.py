@@ -1,10 +1,10 @@
 """The demo's LLM proxy: ``SafeProviderSelector`` in streaming mode over simulated providers.
 
-For each request it asks the selector for a provider (learned cohort or the
-baseline rule, sticky per user id), calls the simulated provider, and reports the
+For each request ``LLMClient`` asks the selector for a provider (learned cohort or
+the baseline rule, sticky per user id), calls the simulated provider, and reports the
 outcome in two parts as a real proxy would: cost (dollars) and latency
 (milliseconds) when the response arrives, the quality score afterwards. A failed
-call falls back to the baseline's provider and charges the error to the chosen one.
+call falls back to another provider and the error is charged to the chosen one.
 """
 
 from __future__ import annotations
@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policy_store import Settings
-from producers.simulated import (
-    ProviderError,
-    SimRequest,
-    SimResponse,
-    SimulatedProviders,
-    request_features,
-)
+from producers.simulated import SimRequest, SimResponse, SimulatedProviders, request_features
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,12 @@ class Served:
 
 
 class SimulatedProxy:
-    """``handle(request)`` = select, call, report; ``close()`` flushes events and stops."""
+    """``handle(request)`` = select, call, report; ``close()`` flushes events and stops.
+
+    ``LLMClient`` does the selecting, the call (``SimulatedProviders.call``), the latency
+    measurement (on the simulated clock), the cost report and the fallback on an error;
+    the quality score is reported afterwards with ``report_outcome(..., final=True)``.
+    """
 
     def __init__(
         self,
@@ -45,10 +44,9 @@ class SimulatedProxy:
         *,
         seed: int | None = None,
     ) -> None:
-        from producers import SafeProviderSelector
+        from producers import LLMClient, SafeProviderSelector
 
         self.world = world
-        self.baseline = baseline
         self.selector = SafeProviderSelector.connect(
             policy,
             settings,
@@ -57,34 +55,30 @@ class SimulatedProxy:
             providers=world.names,
             baseline=baseline,
         )
+        self.client = LLMClient(
+            self.selector,
+            world.call,
+            cost_fn=lambda _provider, _prompt, resp: resp.cost,
+            quality_fn=None,  # scored after the response, like a real grader
+            clock=world.clock,
+        )
 
     async def handle(self, req: SimRequest) -> Served:
-        request = req.as_dict()
-        decision = self.selector.select(request)
-        arm = decision.provider
-        try:
-            resp = await self.world.call(arm, req.prompt, **_call_fields(req))
-        except ProviderError as exc:
-            fallback = self.baseline.select_provider(request)
-            if fallback == arm:
-                fallback = next(p for p in self.world.names if p != arm)
-            resp = await self.world.call(fallback, req.prompt, **_call_fields(req))
+        fields = req.as_dict()
+        prompt = fields.pop("prompt")
+        result = await self.client.call_detailed(prompt, request_key=req.user_id, **fields)
+        decision = result.decision
+        if result.error is None and decision.logged:
             self.selector.report_outcome(
-                decision.decision_id, error=exc.kind, fallback_provider=fallback, final=True
+                decision.decision_id, quality=result.response.quality, final=True
             )
-            return Served(decision.decision_id, arm, decision.cohort, resp, exc.kind)
-        # the response: dollars and milliseconds now, the quality score a moment later
-        self.selector.report_outcome(decision.decision_id, cost=resp.cost, latency=resp.latency_ms)
-        self.selector.report_outcome(decision.decision_id, quality=resp.quality, final=True)
-        return Served(decision.decision_id, arm, decision.cohort, resp)
+        return Served(
+            decision.decision_id,
+            decision.provider,
+            decision.cohort,
+            result.response,
+            result.error,
+        )
 
     def close(self) -> None:
         self.selector.close(timeout=10.0)
-
-
-def _call_fields(req: SimRequest) -> dict[str, Any]:
-    return {
-        "task_type": req.task_type,
-        "prompt_tokens": req.prompt_tokens,
-        "max_tokens": req.output_tokens,
-    }

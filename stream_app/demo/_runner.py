@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import signal
@@ -215,6 +216,8 @@ class Demo:
         self._closers: list[tuple[str, Any]] = []
         self.services: Any = None
         self.dashboard_url: str | None = None
+        self.pids: dict[str, int] = {}
+        self._pids_path: Path | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -222,6 +225,12 @@ class Demo:
 
     def _on_exit(self, what: str, fn: Any) -> None:
         self._closers.append((what, fn))
+
+    def _started(self, name: str, pid: int) -> None:
+        """Record a process we started (``pids.json`` in --out lets tools check the cleanup)."""
+        self.pids[name] = pid
+        if self._pids_path is not None:
+            self._pids_path.write_text(json.dumps(self.pids) + "\n")
 
     def _stop_all(self) -> None:
         errors = []
@@ -242,13 +251,19 @@ class Demo:
 
         self.say("starting the embedded Kafka-protocol broker (Tansu) and redis-server …")
         self.services = EmbeddedServices.start()
-        self._on_exit("embedded services", self.services.stop)
+        self._on_exit("embedded services", self._stop_services)
+        self._started("broker", self.services.broker.proc.pid)
+        self._started("redis", self.services.redis.proc.pid)
         return Settings(
             kafka_bootstrap=self.services.bootstrap,
             redis_url=self.services.redis_url,
             key_prefix="rlc",
             topic_prefix=f"rlc.demo{uuid.uuid4().hex[:6]}.",
         )
+
+    def _stop_services(self) -> None:
+        gc.collect()  # drop idle Kafka admin clients first, so they do not log the broker leaving
+        self.services.stop()
 
     def _env(self, settings: Settings) -> dict[str, str]:
         env = {
@@ -278,8 +293,13 @@ class Demo:
 
         if "worker" not in _subcommands(build_parser()):
             raise RuntimeError("this installation has no `rl-commons worker` command")
-        child = Child.start("worker", ["worker", "--loglevel", "warning"], env, log_dir)
+        from ..embedded import free_port
+
+        args = ["worker", "--loglevel", "warning", "--web-port", str(free_port())]
+        args += ["--datadir", str(log_dir / "worker-data")]
+        child = Child.start("worker", args, env, log_dir)
         self.children.append(child)
+        self._started("worker", child.proc.pid)
         self._on_exit("stream worker", child.stop)
 
     def _start_dashboard(self, env: dict[str, str], log_dir: Path) -> None:
@@ -294,6 +314,7 @@ class Demo:
         )
         self.children.append(child)
         self._on_exit("dashboard", child.stop)
+        self._started("dashboard", child.proc.pid)
         url = f"http://127.0.0.1:{port}/"
         if wait_http(url, 15.0, child):
             self.dashboard_url = url
@@ -307,6 +328,8 @@ class Demo:
         out_dir.mkdir(parents=True, exist_ok=True)
         log_dir = out_dir / "logs"
         log_dir.mkdir(exist_ok=True)
+        self._pids_path = out_dir / "pids.json"
+        self._pids_path.write_text("{}\n")
         t_start = time.monotonic()
         with _sigterm_as_interrupt():
             try:

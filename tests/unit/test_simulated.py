@@ -171,3 +171,10 @@ def test_reward_table_is_consistent_with_the_spec():
     for row in table.values():
         for v in row.values():
             assert 0.0 <= v <= 1.0
+
+
+def test_clock_advances_by_the_simulated_latency_of_each_call():
+    world = SimulatedProviders(seed=0)
+    t0 = world.clock()
+    resp = asyncio.run(world.call("gpt-4", "hi", task_type="chat"))
+    assert world.clock() - t0 == pytest.approx(resp.latency_ms / 1000.0)

@@ -1,0 +1,107 @@
+"""``rl-commons demo``, short: it finishes, writes its report, and stops everything it started —
+also when interrupted with Ctrl-C (SIGINT) or SIGTERM in the middle of the run.
+
+The demo starts its own embedded broker, Redis, stream worker and dashboard; these tests
+run it as a child process exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _demo(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_app.cli", "demo", "--out", str(out), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie would still answer kill(0): look at its state
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _assert_all_stopped(out: Path) -> dict[str, int]:
+    pids = json.loads((out / "pids.json").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    assert not [n for n, p in pids.items() if _alive(p)], f"still running: {pids}"
+    return pids
+
+
+def test_short_demo_finishes_with_a_report_and_stops_everything(tmp_path):
+    out = tmp_path / "demo"
+    proc = _demo(out, "--requests", "300", "--duration", "6", "--seed", "3")
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+
+    pids = _assert_all_stopped(out)
+    assert {"broker", "redis", "worker"} <= set(pids)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requests"] == 300
+    # the stream worker joined (almost) every decision with its outcome
+    assert summary["rewards"] >= 285
+    report = json.loads((out / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["rl"] > 0 and counts["baseline"] > 0
+    assert counts["rl"] + counts["baseline"] == summary["rewards"]
+    assert (out / "report.txt").read_text().startswith("Cohort report for policy")
+    assert "Cohort report" in stdout and "rollout steps" in stdout
+    png = out / "learning_curve.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert summary["change_at_request"] == 150
+    assert "[" in stderr and "rollout" in stderr  # the progress line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_demo_stops_everything_it_started(tmp_path, sig):
+    out = tmp_path / "demo"
+    proc = _demo(out, "--requests", "5000", "--duration", "120", "--no-plot", "--no-dashboard")
+    # wait until the worker runs and requests flow, then interrupt
+    deadline = time.monotonic() + 120
+    started = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        pids_file = out / "pids.json"
+        if pids_file.exists() and "worker" in json.loads(pids_file.read_text() or "{}"):
+            started = True
+            break
+        time.sleep(0.2)
+    assert started, "the demo did not start its worker"
+    time.sleep(3)
+    proc.send_signal(sig)
+    try:
+        _stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the demo did not stop within 60 s of the signal")
+    assert proc.returncode != 0
+    assert "stopped everything the demo started" in stderr
+    _assert_all_stopped(out)
+    assert not (out / "summary.json").exists()
