@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # module name (under stream_app.cli) -> registers one or more subcommands
 COMMAND_MODULES = [
     "_dev",
+    "_demo",
     "_worker",
     "_schema",
     "_policy",
