@@ -70,9 +70,12 @@ def simulate_loop(store, name: str, *, minutes: int = 20, per_minute: int = 40, 
             sums[arm][1] += 1
             x = (1.0, float(rng.random()), float(rng.random()))
             obs.append(Observation(f"d{i}", arm, x, r))
-            rewards.append({"cohort": cohort, "arm": arm, "reward": r, "reward_ts": ts,
-                            "components": {"quality": q, "cost": c, "latency": lat,
-                                           "error": error}})  # fmt: skip
+            # components as the stream app records them: normalised to [0, 1] by the caps
+            comp = {"quality": q, "cost": cfg.reward.normalise_cost(c),
+                    "latency": cfg.reward.normalise_latency(lat), "error": error}  # fmt: skip
+            rewards.append(
+                {"cohort": cohort, "arm": arm, "reward": r, "reward_ts": ts, "components": comp}
+            )
             i += 1
         store.apply(name, obs)
         pipe = store.client.pipeline()
@@ -200,6 +203,7 @@ return {
   bars: q("#chart-share rect.bar").length,
   bar_series: q("#chart-share rect.bar").map((r) => r.dataset.series),
   legend: document.getElementById("legend-reward").textContent,
+  cost_unit: document.getElementById("cost-unit").textContent,
   cards: Object.fromEntries(q("#health .card").map(
     (c) => [c.dataset.metric, c.querySelector(".value").textContent])),
 };
@@ -231,6 +235,7 @@ def test_page_shows_live_loop_data_and_charts_render(browser, server_factory, re
     for chart in ("quality", "cost", "latency"):
         assert page["points"][f"chart-{chart}"] == {"rl": 20, "baseline": 20}, chart
     assert "rl" in page["legend"] and "baseline" in page["legend"]
+    assert page["cost_unit"] == "mean by cohort, normalised: 1 = $0.05 per call"
 
     cards = page["cards"]
     health = aggregates.read_health(redis_store.client, redis_store.keys("provider_selection"))
