@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from policy_store import AlgorithmConfig, ContextualBandit
+from policy_store import Algorithm, AlgorithmConfig, ContextualBandit
 
 
 class Learner(Protocol):
@@ -37,14 +37,14 @@ class Learner(Protocol):
 
 # -- ours ------------------------------------------------------------------------------------------
 class Ours:
-    """``policy_store.ContextualBandit`` (default config unless one is given)."""
+    """``policy_store.ContextualBandit`` (default config unless a config or algorithm is given)."""
 
     def __init__(
         self,
         n_arms: int,
         n_features: int,
         seed: int,
-        config: AlgorithmConfig | None = None,
+        config: AlgorithmConfig | Algorithm | None = None,
         name: str = "rl-commons ContextualBandit (default)",
     ) -> None:
         self.name = name

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers import PEERS, Factory, Ours, Uniform  # noqa: E402
 
-from policy_store import AlgorithmConfig  # noqa: E402
+from policy_store import AlgorithmConfig, LinearThompson, LinUCB, make_algorithm  # noqa: E402
 from policy_store.simulator import LinearSimulator, Stream  # noqa: E402
 
 
@@ -44,6 +44,7 @@ class Setting:
     noise: float
     spread: float = 0.2
     clip: bool = False
+    correlation: float = 0.0
 
     def stream(self, rounds: int, seed: int) -> Stream:
         sim = LinearSimulator(
@@ -52,6 +53,7 @@ class Setting:
             noise=self.noise,
             spread=self.spread,
             clip=self.clip,
+            correlation=self.correlation,
             seed=seed,
         )
         return sim.stream(rounds)
@@ -142,24 +144,28 @@ def comparison_table(results: dict[str, Result], ours_key: str = "ours") -> str:
 
 
 # -- sweep -----------------------------------------------------------------------------------------
-SWEEP_GRID = {
-    "linucb": {"alpha": [0.05, 0.1, 0.2, 0.3, 0.5, 1.0], "epsilon": [0.0, 0.01, 0.02, 0.05]},
-    "ts": {"ts_scale": [0.05, 0.1, 0.2, 0.3, 0.5], "epsilon": [0.0, 0.01, 0.02, 0.05]},
+SWEEP_GRID: dict[str, dict[str, list]] = {
+    "linucb": {
+        "alpha": [0.1, 0.2, 0.3, 0.5, 1.0],
+        "epsilon": [0.0, 0.01, 0.02],
+        "pooled": [True, False],
+    },
+    "ts": {"scale": [0.05, 0.1, 0.2, 0.3], "epsilon": [0.01], "pooled": [True, False]},
 }
 
 
 def sweep_factories(ridges: list[float]) -> dict[str, Factory]:
     out: dict[str, Factory] = {}
+    classes = {"linucb": LinUCB, "ts": LinearThompson}
     for name, grid in SWEEP_GRID.items():
         keys = list(grid)
         for values in itertools.product(*(grid[k] for k in keys), ridges):
             params = dict(zip(keys, values[:-1], strict=True))
             params["ridge"] = values[-1]
-            cfg = AlgorithmConfig(name=name, **params)
             label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items())
 
-            def factory(K, d, s, cfg=cfg, label=label):
-                return Ours(K, d, s, cfg, name=label)
+            def factory(K, d, s, name=name, params=params, label=label):
+                return Ours(K, d, s, classes[name](**params), name=label)
 
             out[label] = factory
     return out
@@ -184,8 +190,9 @@ def sweep_table(results: dict[str, Result], settings: list[Setting], seeds: list
 
 
 def _is_default(label: str, cfg: AlgorithmConfig) -> bool:
+    algo = make_algorithm(cfg)
     fields = dict(part.split("=") for part in label.split()[1:])
-    return all(float(v) == float(getattr(cfg, k)) for k, v in fields.items())
+    return all(str(getattr(algo, k)) == v for k, v in fields.items())
 
 
 def main(argv: list[str] | None = None) -> int:

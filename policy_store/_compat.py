@@ -10,7 +10,7 @@ import numpy as np
 
 from ._config import AlgorithmConfig
 from ._state import ArmStats, PolicyState
-from .bandits import Snapshot, make_algorithm
+from .bandits import Algorithm, Snapshot, make_algorithm
 
 
 class RLAgent(ABC):
@@ -26,7 +26,9 @@ class RLAgent(ABC):
 class ContextualBandit(RLAgent):
     """In-process contextual bandit over ``n_arms`` arms and ``n_features`` features.
 
-    Uses the project's default algorithm (``AlgorithmConfig()``) unless given one.
+    Uses the project's default algorithm (``AlgorithmConfig()``) unless given a
+    config or an ``Algorithm`` object. Selection draws from ``seed`` (an int or a
+    ``numpy.random.Generator``), so equal seeds give equal decisions.
 
     >>> bandit = ContextualBandit(n_arms=2, n_features=2, seed=0)
     >>> for _ in range(200):
@@ -41,13 +43,17 @@ class ContextualBandit(RLAgent):
         n_arms: int,
         n_features: int,
         *,
-        algorithm: AlgorithmConfig | None = None,
+        algorithm: AlgorithmConfig | Algorithm | None = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self.n_arms = int(n_arms)
         self.n_features = int(n_features)
-        self.config = algorithm or AlgorithmConfig()
-        self.algorithm = make_algorithm(self.config)
+        if isinstance(algorithm, Algorithm):
+            self.config = None
+            self.algorithm = algorithm
+        else:
+            self.config = algorithm or AlgorithmConfig()
+            self.algorithm = make_algorithm(self.config)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._arms = tuple(str(i) for i in range(self.n_arms))
         self._stats = [ArmStats.zeros(self.n_features) for _ in range(self.n_arms)]

@@ -9,8 +9,12 @@ Contexts: ``x = [1, z]`` (an intercept, then ``d − 1`` features) with
 ``z ~ N(0, I) / sqrt(d − 1)`` so that ``‖z‖ ≈ 1`` whatever ``d``. Parameters:
 the intercept of each arm is drawn from U(``base_low``, ``base_high``) — the arm's
 average reward — and its feature weights from N(0, ``spread²``), so that the best
-arm depends on the context by about ``spread``. With the defaults, expected
-rewards lie mostly in [0, 1] like the project's reward (quality / cost / latency).
+arm depends on the context by about ``spread``. With ``correlation`` ρ > 0 the
+arms' weight vectors share a common part (ρ·w + sqrt(1 − ρ²)·w_a, same marginal
+spread): a context that is hard for one provider tends to be hard for all, as
+with LLM providers (long prompts cost more everywhere). ρ = 0: independent arms.
+With the defaults, expected rewards lie mostly in [0, 1] like the project's
+reward (quality / cost / latency).
 
 Rewards are **not clipped** by default, so the linear model is exactly right and
 ``expected_rewards`` is exact. With ``clip=True`` observed rewards are clipped to
@@ -79,6 +83,7 @@ class LinearSimulator:
         *,
         noise: float = 0.1,
         spread: float = 0.2,
+        correlation: float = 0.0,
         base_low: float = 0.3,
         base_high: float = 0.7,
         clip: bool = False,
@@ -89,10 +94,13 @@ class LinearSimulator:
             raise ValueError("need n_arms >= 1 and n_features >= 2 (the first is the intercept)")
         if noise < 0 or spread < 0 or drift < 0:
             raise ValueError("noise, spread and drift must be >= 0")
+        if not 0.0 <= correlation <= 1.0:
+            raise ValueError("correlation must be in [0, 1]")
         self.n_arms = int(n_arms)
         self.n_features = int(n_features)
         self.noise = float(noise)
         self.spread = float(spread)
+        self.correlation = float(correlation)
         self.base_low = float(base_low)
         self.base_high = float(base_high)
         self.clip = bool(clip)
@@ -103,7 +111,10 @@ class LinearSimulator:
     def _draw_theta(self) -> np.ndarray:
         K, d = self.n_arms, self.n_features
         base = self.rng.uniform(self.base_low, self.base_high, size=(K, 1))
-        weights = self.rng.normal(0.0, self.spread, size=(K, d - 1))
+        own = self.rng.normal(0.0, self.spread, size=(K, d - 1))
+        common = self.rng.normal(0.0, self.spread, size=(1, d - 1))
+        rho = self.correlation
+        weights = rho * common + math.sqrt(1.0 - rho * rho) * own
         return np.hstack([base, weights])
 
     def context(self) -> np.ndarray:

@@ -38,8 +38,20 @@ class Snapshot:
     """Immutable, precomputed view of one version of a policy's state.
 
     Arrays are stacked over arms in the order of ``arms``:
-    ``theta`` (K, d), ``a_inv`` (K, d, d), ``chol`` (K, d, d) lower Cholesky factor
-    of ``a_inv`` (for sampling), ``n`` (K,).
+    ``theta`` (K, d) posterior means, ``a_inv`` (K, d, d), ``chol`` (K, d, d) a
+    factor C of A⁻¹ (C·z ~ N(0, A⁻¹) for sampling), ``n`` (K,).
+
+    **Pooled prior** (``pooled=True``, the default): every arm's ridge prior is
+    centred on the model fitted to all arms' data together instead of on 0:
+
+        θ̄ = (λI + Σ_a xx_a)⁻¹ Σ_a b_a          θ_a = A_a⁻¹ (b_a + λ·θ̄)
+
+    A_a = λI + xx_a is unchanged, so the exploration widths are those of plain
+    disjoint LinUCB / TS; only the means move. An arm with little data starts
+    from what the other arms say (≈ the average reward for that context)
+    instead of from reward 0, which removes the pessimistic bias that makes a
+    zero prior under-explore. With data, each arm's own evidence dominates.
+    ``pooled=False`` gives the textbook θ_a = A_a⁻¹ b_a.
     """
 
     arms: tuple[str, ...]
@@ -51,23 +63,53 @@ class Snapshot:
     version: int = 0
     updated_at: float | None = None
     index: dict[str, int] = field(default_factory=dict)
+    #: θ rows then A⁻¹ rows, (K + K·d, d): one matrix-vector product gives every
+    #: arm's θᵀx and A⁻¹x, the fast path of selection over all arms.
+    stacked: np.ndarray | None = None
+    #: the statistics the snapshot was built from (K, d, d) and (K, d), for ``with_arm``
+    xx: np.ndarray | None = None
+    b: np.ndarray | None = None
+    #: the pooled prior mean θ̄ (zeros when not pooled)
+    prior: np.ndarray | None = None
+    ridge: float = 1.0
+    pooled: bool = True
 
     @classmethod
-    def build(cls, state: PolicyState, arms: Sequence[str], d: int, ridge: float) -> Snapshot:
-        """Precompute per-arm θ = A⁻¹b and A⁻¹ with A = ridge·I + xx (arms without data: prior)."""
+    def build(
+        cls,
+        state: PolicyState,
+        arms: Sequence[str],
+        d: int,
+        ridge: float,
+        *,
+        pooled: bool = True,
+    ) -> Snapshot:
+        """Precompute θ and A⁻¹ for every arm, A = ridge·I + xx (arms without data: prior)."""
         K = len(arms)
-        theta = np.zeros((K, d))
-        a_inv = np.empty((K, d, d))
-        chol = np.empty((K, d, d))
+        xx = np.zeros((K, d, d))
+        b = np.zeros((K, d))
         n = np.zeros(K)
         for k, arm in enumerate(arms):
-            st = state.arms.get(arm) or ArmStats.zeros(d)
-            theta[k], a_inv[k], chol[k], n[k] = _arm_arrays(st, d, ridge)
-        return cls._frozen(tuple(arms), d, theta, a_inv, chol, n, state.version, state.updated_at)
+            st = state.arms.get(arm)
+            if st is not None:
+                xx[k], b[k], n[k] = st.xx, st.b, st.n
+        a_inv, chol = _inverses(xx, ridge)
+        return cls._frozen(
+            tuple(arms), d, xx, b, a_inv, chol, n, ridge, pooled, state.version, state.updated_at
+        )
 
     @classmethod
-    def _frozen(cls, arms, d, theta, a_inv, chol, n, version, updated_at) -> Snapshot:
-        for arr in (theta, a_inv, chol, n):
+    def _frozen(
+        cls, arms, d, xx, b, a_inv, chol, n, ridge, pooled, version, updated_at
+    ) -> Snapshot:
+        if pooled and len(arms) > 0:
+            A = ridge * np.eye(d) + xx.sum(axis=0)
+            prior = np.linalg.solve(0.5 * (A + A.T), b.sum(axis=0))
+        else:
+            prior = np.zeros(d)
+        theta = np.einsum("kij,kj->ki", a_inv, b + ridge * prior)
+        stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
+        for arr in (theta, a_inv, chol, n, stacked, xx, b, prior):
             arr.setflags(write=False)
         return cls(
             arms=arms,
@@ -79,16 +121,27 @@ class Snapshot:
             version=version,
             updated_at=updated_at,
             index={a: i for i, a in enumerate(arms)},
+            stacked=stacked,
+            xx=xx,
+            b=b,
+            prior=prior,
+            ridge=float(ridge),
+            pooled=pooled,
         )
 
-    def with_arm(self, arm: str, stats: ArmStats, ridge: float) -> Snapshot:
+    def with_arm(self, arm: str, stats: ArmStats, ridge: float | None = None) -> Snapshot:
         """A new snapshot where ``arm`` (added at the end when new) has ``stats``.
 
-        Only that arm's matrices are recomputed, which keeps in-process learning
-        (``ContextualBandit.update``) at one d×d factorisation per observation.
+        Only that arm's matrices are refactorised (plus the pooled prior), which
+        keeps in-process learning (``ContextualBandit.update``) cheap.
         """
+        if self.xx is None or self.b is None:
+            raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
+        ridge = self.ridge if ridge is None else float(ridge)
+        if ridge != self.ridge:
+            raise ValueError(f"snapshot was built with ridge={self.ridge}, not {ridge}")
         k = self.index.get(arm)
-        arrays = [self.theta, self.a_inv, self.chol, self.n]
+        arrays = [self.xx, self.b, self.a_inv, self.chol, self.n]
         arms = self.arms
         if k is None:
             k = len(self.arms)
@@ -96,21 +149,24 @@ class Snapshot:
             arrays = [np.concatenate([a, np.zeros((1, *a.shape[1:]))]) for a in arrays]
         else:
             arrays = [a.copy() for a in arrays]
-        theta, a_inv, chol, n = arrays
-        theta[k], a_inv[k], chol[k], n[k] = _arm_arrays(stats, self.d, ridge)
-        return self._frozen(arms, self.d, theta, a_inv, chol, n, self.version, self.updated_at)
+        xx, b, a_inv, chol, n = arrays
+        xx[k], b[k], n[k] = stats.xx, stats.b, stats.n
+        inv, c = _inverses(xx[k : k + 1], ridge)
+        a_inv[k], chol[k] = inv[0], c[0]
+        return self._frozen(
+            arms, self.d, xx, b, a_inv, chol, n, ridge, self.pooled, self.version, self.updated_at
+        )
 
 
-def _arm_arrays(
-    st: ArmStats, d: int, ridge: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """θ, A⁻¹ and the factor C with C·z ~ N(0, A⁻¹) for one arm."""
-    A = ridge * np.eye(d) + st.xx
-    A = 0.5 * (A + A.T)
+def _inverses(xx: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """A⁻¹ and C with C·Cᵀ = A⁻¹ for a stack of A = ridge·I + xx (Cholesky, batched)."""
+    d = xx.shape[-1]
+    A = ridge * np.eye(d) + xx
+    A = 0.5 * (A + np.swapaxes(A, -1, -2))
     L = np.linalg.cholesky(A)
     L_inv = np.linalg.inv(L)
-    inv = L_inv.T @ L_inv
-    return inv @ st.b, inv, L_inv.T, st.n
+    C = np.swapaxes(L_inv, -1, -2)
+    return C @ L_inv, C
 
 
 def draw(p: np.ndarray | list[float], u: float) -> int:
@@ -138,6 +194,24 @@ def check_features(snap: Snapshot, x: np.ndarray) -> None:
             f"feature vector has shape {x.shape}, the policy expects ({snap.d},); "
             "pass exactly n_features numbers"
         )
+
+
+def means_and_variances(
+    snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None
+) -> tuple[list[float], list[float]]:
+    """θ_kᵀx and xᵀA_k⁻¹x for the arms ``idx`` (all when None), as plain floats.
+
+    The hot path of selection: a couple of small products, then Python floats,
+    because for a handful of arms each further numpy call costs more than the
+    arithmetic it does.
+    """
+    check_features(snap, x)
+    if idx is None and snap.stacked is not None:
+        K = len(snap.arms)
+        y = snap.stacked.dot(x)
+        return y[:K].tolist(), y[K:].reshape(K, snap.d).dot(x).tolist()
+    theta, a_inv = (snap.theta, snap.a_inv) if idx is None else (snap.theta[idx], snap.a_inv[idx])
+    return theta.dot(x).tolist(), a_inv.dot(x).dot(x).tolist()
 
 
 def offered_index(snap: Snapshot, offered: Sequence[int] | None) -> np.ndarray | None:
@@ -172,9 +246,11 @@ class Algorithm(ABC):
     name: str = "abstract"
     ridge: float = 1.0
     forgetting: float = 1.0
+    pooled: bool = True
 
     def snapshot(self, state: PolicyState, arms: Sequence[str], d: int) -> Snapshot:
-        return Snapshot.build(state, arms, d, self.ridge)
+        """Precompute what ``select`` needs from ``state`` (see ``Snapshot``)."""
+        return Snapshot.build(state, arms, d, self.ridge, pooled=self.pooled)
 
     @abstractmethod
     def probabilities(

@@ -24,7 +24,7 @@ from math import sqrt
 
 import numpy as np
 
-from ._base import Algorithm, Selection, Snapshot, check_features, draw, offered_index
+from ._base import Algorithm, Selection, Snapshot, draw, means_and_variances, offered_index
 
 
 class LinUCB(Algorithm):
@@ -33,27 +33,25 @@ class LinUCB(Algorithm):
     name = "linucb"
 
     def __init__(
-        self, alpha: float = 0.5, epsilon: float = 0.02, ridge: float = 1.0, forgetting: float = 1.0
+        self,
+        alpha: float = 0.5,
+        epsilon: float = 0.02,
+        ridge: float = 1.0,
+        forgetting: float = 1.0,
+        pooled: bool = True,
     ) -> None:
         self.alpha = float(alpha)
         self.epsilon = float(epsilon)
         self.ridge = float(ridge)
         self.forgetting = float(forgetting)
+        self.pooled = bool(pooled)
 
     def ucb(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         """θᵀx + α·sqrt(xᵀA⁻¹x) for the arms ``idx`` (all when None)."""
         return np.array(self._scores(snap, np.asarray(x, dtype=np.float64), idx))
 
     def _scores(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray | None) -> list[float]:
-        # Three small matmuls, then plain floats: for a handful of arms each further
-        # numpy call would cost more than the arithmetic it does.
-        check_features(snap, x)
-        if idx is None:
-            theta, a_inv = snap.theta, snap.a_inv
-        else:
-            theta, a_inv = snap.theta[idx], snap.a_inv[idx]
-        means = (theta @ x).tolist()
-        variances = ((a_inv @ x) @ x).tolist()
+        means, variances = means_and_variances(snap, x, idx)
         alpha = self.alpha
         return [
             m + alpha * sqrt(v) if v > 0.0 else m for m, v in zip(means, variances, strict=True)

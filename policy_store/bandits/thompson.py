@@ -30,9 +30,9 @@ from ._base import (
     Algorithm,
     Selection,
     Snapshot,
-    check_features,
     draw,
     make_selection,
+    means_and_variances,
     offered_index,
 )
 
@@ -49,11 +49,13 @@ class LinearThompson(Algorithm):
         ridge: float = 1.0,
         forgetting: float = 1.0,
         n_samples: int = 256,
+        pooled: bool = True,
     ) -> None:
         self.scale = float(scale)
         self.epsilon = float(epsilon)
         self.ridge = float(ridge)
         self.forgetting = float(forgetting)
+        self.pooled = bool(pooled)
         self.n_samples = int(n_samples)
 
     def probabilities(
@@ -65,13 +67,9 @@ class LinearThompson(Algorithm):
     ) -> np.ndarray:
         idx = offered_index(snap, offered)
         x = np.asarray(x, dtype=np.float64)
-        check_features(snap, x)
-        theta, a_inv = (
-            (snap.theta, snap.a_inv) if idx is None else (snap.theta[idx], snap.a_inv[idx])
-        )
-        mean = theta @ x
-        var = (a_inv @ x) @ x
-        np.maximum(var, 0.0, out=var)
+        m, v = means_and_variances(snap, x, idx)
+        mean = np.array(m)
+        var = np.maximum(v, 0.0)
         sd = self.scale * np.sqrt(var)
         K = mean.shape[0]
         draws = mean + sd * rng.standard_normal((self.n_samples, K))
