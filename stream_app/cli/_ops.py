@@ -7,8 +7,11 @@ import json
 
 from policy_store import ConfigError
 
+from ..aggregates import AGG_TTL_SECONDS
 from ._common import add_redis_options, store_from
 from ._policy import _when, confirm, format_table
+
+MAX_WINDOW_MINUTES = AGG_TTL_SECONDS // 60
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -162,8 +165,11 @@ def _age(seconds: float | None) -> str:
 def inspect(args: argparse.Namespace) -> int:
     from .._inspect import read_report
 
-    if args.window < 1:
-        raise ConfigError(f"--window {args.window}: give a number of minutes ≥ 1")
+    if not 1 <= args.window <= MAX_WINDOW_MINUTES:
+        raise ConfigError(
+            f"--window {args.window}: give a number of minutes from 1 to {MAX_WINDOW_MINUTES} "
+            "(aggregates are kept 7 days)"
+        )
     store = store_from(args)
     report = read_report(store, args.policy, window_minutes=args.window)
     if args.json:

@@ -110,7 +110,9 @@ def test_inspect_fresh_policy_and_window(cli, redis_store):
     assert rep["window_minutes"] == 5 and rep["staleness_seconds"] is None
     assert all(a["n"] == 0 and a["mean_reward"] is None for a in rep["arms"])
     code, _, err = cli("inspect", "empty", "--window", "0")
-    assert code == 1 and "--window 0" in err
+    assert code == 1 and "--window 0" in err and "from 1 to 10080" in err
+    code, _, err = cli("inspect", "empty", "--window", "10081")
+    assert code == 1 and "aggregates are kept 7 days" in err
 
 
 @pytest.mark.parametrize(
