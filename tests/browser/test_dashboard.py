@@ -359,3 +359,23 @@ def test_api_errors_say_what_to_fix(server_factory, redis_store, method, path, b
     assert got == status and message in res["error"]
     cfg = redis_store.get_config("provider_selection")
     assert (cfg.rollout_fraction, cfg.enabled) == (0.1, True)
+
+
+def test_policy_picker_switches_between_policies(browser, server_factory, redis_store):
+    from selenium.webdriver.support.ui import Select
+
+    make_policy(redis_store)
+    redis_store.create(make_config(name="summaries", arms=["small", "large"], n_features=2,
+                                   rollout_fraction=0.7, enabled=False))  # fmt: skip
+    server = server_factory()
+    open_page(browser, server)
+    by = "css selector"
+    picker = Select(browser.find_element(by, "#policy"))
+    assert [o.text for o in picker.options] == ["provider_selection", "summaries"]
+    picker.select_by_visible_text("summaries")
+    wait(browser, lambda d: d.find_element(by, "#status").text == "DISABLED", what="summaries")
+    page = read_page(browser)
+    assert [row[0] for row in page["arms"]] == ["small", "large"]
+    assert browser.find_element(by, "#rollout-input").get_attribute("value") == "70"
+    assert "no data in this window yet" in browser.find_element(by, "#chart-reward").text
+    assert browser.current_url.endswith("?policy=summaries")
