@@ -7,8 +7,8 @@ without Faust. An entry is a JSON-able dict:
     {"status": "open", "d": {decision fields} | None, "o": {merged outcome} | None,
      "first": wall s first seen, "deadline": wall s when the window closes, "policy": name}
 
-and, once closed, a small tombstone kept for one more window so that duplicates
-and late parts are recognised:
+and, once closed, a small tombstone kept for ``retention`` seconds (default
+``TOMBSTONE_SECONDS``) so that duplicates and late parts are recognised:
 
     {"status": "rewarded" | "expired" | "orphaned", "how": reward reason,
      "deadline": wall s when the tombstone is dropped, "policy": name}
@@ -52,6 +52,7 @@ from ._rewards import COMPONENTS, is_complete, make_reward
 
 OPEN, REWARDED, EXPIRED, ORPHANED = "open", "rewarded", "expired", "orphaned"
 DEFAULT_WINDOW = 600.0
+TOMBSTONE_SECONDS = 300.0  # how long a closed entry is remembered (duplicates, late parts)
 
 _DECISION_FIELDS = (
     "decision_id",
@@ -117,17 +118,24 @@ def _resend(state: State) -> tuple[RewardEvent, ...]:
 
 
 def _close_with_reward(
-    state: State, spec: RewardSpec, reason: str, now: float, counters: Counter
+    state: State, spec: RewardSpec, reason: str, now: float, counters: Counter, retention: float
 ) -> tuple[State, RewardEvent]:
     reward = make_reward(spec, state["d"], state["o"], reason=reason, now=now)  # type: ignore[arg-type]
     counters["rewards"] += 1
     for c in reward.components.defaulted:
         counters[f"missing:{c}"] += 1
-    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + spec.window_seconds, reward)
+    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + retention, reward)
     return tomb, reward
 
 
-def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, now: float) -> Step:
+def on_decision(
+    state: State | None,
+    decision: DecisionEvent,
+    spec: RewardSpec,
+    now: float,
+    *,
+    retention: float = TOMBSTONE_SECONDS,
+) -> Step:
     """A (validated) decision arrived for this entry."""
     d = decision_fields(decision)
     policy = decision.policy
@@ -140,13 +148,13 @@ def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, 
             "deadline": now + spec.window_seconds,
             "policy": policy,
         }
-        return Step(new, changed=True, policy=policy)
+        return Step(new, changed=True, counters={"events_in": 1}, policy=policy)
     status = state["status"]
     if status == ORPHANED:
         return Step(
             state,
             dlq=(("late", "decision arrived after its outcome's window closed"),),
-            counters={"late": 1},
+            counters={"late": 1, "events_in": 1},
             policy=policy,
         )
     if status != OPEN or state.get("d") is not None:
@@ -154,12 +162,15 @@ def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, 
             return Step(
                 state,
                 dlq=(("conflict", "a different decision with the same decision_id is pending"),),
+                counters={"events_in": 1},
                 policy=policy,
             )
-        return Step(state, rewards=_resend(state), counters={"duplicates": 1}, policy=policy)
-    # the outcome came first: complete the pair
-    counters: Counter = Counter(joined=1)
+        dup = {"duplicates": 1, "events_in": 1}
+        return Step(state, rewards=_resend(state), counters=dup, policy=policy)
+    # the outcome came first: complete the pair (and count its parts for this policy)
+    counters: Counter = Counter(joined=1, events_in=1 + state.get("uncounted", 0))
     new = {**state, "d": d, "policy": policy, "deadline": state["first"] + spec.window_seconds}
+    new.pop("uncounted", None)
     conflict = _arm_conflict(d, new["o"])
     if conflict:
         new["o"] = {k: v for k, v in new["o"].items() if k != "arm"}
@@ -169,7 +180,7 @@ def on_decision(state: State | None, decision: DecisionEvent, spec: RewardSpec, 
     reason = is_complete(spec, new["o"])
     if reason is None:
         return Step(new, changed=True, counters=counters, policy=policy)
-    tomb, reward = _close_with_reward(new, spec, reason, now, counters)
+    tomb, reward = _close_with_reward(new, spec, reason, now, counters, retention)
     return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
 
 
@@ -185,10 +196,14 @@ def on_outcome(
     spec: RewardSpec | None,
     now: float,
     default_window: float = DEFAULT_WINDOW,
+    *,
+    retention: float = TOMBSTONE_SECONDS,
 ) -> Step:
     """A (validated) outcome part arrived; ``spec`` is its policy's, if the outcome named one."""
     part = outcome_fields(outcome)
     policy = outcome.policy if state is None else (state.get("policy") or outcome.policy)
+    # an outcome that names no policy is counted once its decision tells whose it is
+    seen = Counter(events_in=1) if policy else Counter()
     if state is None:
         window = spec.window_seconds if spec is not None else default_window
         new = {
@@ -199,10 +214,14 @@ def on_outcome(
             "deadline": now + window,
             "policy": outcome.policy,
         }
-        return Step(new, changed=True, policy=policy)
+        if not policy:
+            new["uncounted"] = 1
+        return Step(new, changed=True, counters=seen, policy=policy)
     status = state["status"]
     if status == REWARDED and state.get("how") in ("final", "complete"):
-        return Step(state, rewards=_resend(state), counters={"duplicates": 1}, policy=policy)
+        return Step(
+            state, rewards=_resend(state), counters=seen + Counter(duplicates=1), policy=policy
+        )
     if status != OPEN:
         why = {
             REWARDED: "its reward window had closed",
@@ -212,7 +231,7 @@ def on_outcome(
         return Step(
             state,
             dlq=(("late", f"outcome arrived after {why}"),),
-            counters={"late": 1},
+            counters=seen + Counter(late=1),
             policy=policy,
         )
     old = state.get("o") or {}
@@ -225,34 +244,42 @@ def on_outcome(
             return Step(
                 state,
                 dlq=(("conflict", f"outcome part has {k}={v!r}, an earlier part had {old[k]!r}"),),
+                counters=seen,
                 policy=policy,
             )
         if k not in old:
             merged[k] = v
             new_info = True
     if not new_info:
-        return Step(state, counters={"duplicates": 1}, policy=policy)
+        return Step(state, counters=seen + Counter(duplicates=1), policy=policy)
     merged["timestamp"] = max(float(old.get("timestamp", part["timestamp"])), part["timestamp"])
     conflict = _arm_conflict(state.get("d"), merged)
     if conflict:
-        return Step(state, dlq=(("conflict", conflict),), policy=policy)
+        return Step(state, dlq=(("conflict", conflict),), counters=seen, policy=policy)
     new = {**state, "o": merged}
-    counters: Counter = Counter()
+    counters: Counter = seen
     d = state.get("d")
     if d is None:
-        return Step(new, changed=True, policy=policy)
+        if not policy:
+            new["uncounted"] = state.get("uncounted", 0) + 1
+        return Step(new, changed=True, counters=counters, policy=policy)
     if not old:
         counters["joined"] += 1
     assert spec is not None, "an entry with a decision needs its policy's reward spec"
     reason = is_complete(spec, merged)
     if reason is None:
         return Step(new, changed=True, counters=counters, policy=policy)
-    tomb, reward = _close_with_reward(new, spec, reason, now, counters)
+    tomb, reward = _close_with_reward(new, spec, reason, now, counters, retention)
     return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
 
 
 def on_tick(
-    state: State, spec: RewardSpec | None, now: float, default_window: float = DEFAULT_WINDOW
+    state: State,
+    spec: RewardSpec | None,
+    now: float,
+    default_window: float = DEFAULT_WINDOW,
+    *,
+    retention: float = TOMBSTONE_SECONDS,
 ) -> Step:
     """The clock moved: close an open entry whose window passed, drop an old tombstone."""
     policy = state.get("policy")
@@ -260,7 +287,7 @@ def on_tick(
         return Step(state, policy=policy)
     if state["status"] != OPEN:
         return Step(None, changed=True, policy=policy)
-    keep = spec.window_seconds if spec is not None else default_window
+    keep = retention
     counters: Counter = Counter()
     d, o = state.get("d"), state.get("o")
     if d is None:
@@ -273,7 +300,7 @@ def on_tick(
         )
     spec = spec if spec is not None else RewardSpec()
     if o:
-        tomb, reward = _close_with_reward(state, spec, "window", now, counters)
+        tomb, reward = _close_with_reward(state, spec, "window", now, counters, retention)
         return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
     counters["expired"] += 1
     rewards: tuple[RewardEvent, ...] = ()

@@ -41,7 +41,7 @@ import redis
 from policy_store import PolicyConfig, RedisPolicyStore, RewardSpec, Settings
 from producers import DLQRecord, EventError, RewardEvent, Topics
 
-from ._join import DEFAULT_WINDOW, Step, on_decision, on_outcome, on_tick
+from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS, Step, on_decision, on_outcome, on_tick
 from ._metrics import CONTENT_TYPE_LATEST, HealthBuffer, WorkerMetrics
 from ._updater import Updater
 from ._validation import validate_decision, validate_outcome, validate_reward
@@ -135,9 +135,10 @@ def _credentials(settings: Settings) -> Any:
 class _Joiner:
     """Moves events between Faust and the pure join functions."""
 
-    def __init__(self, sa_topics: Topics, default_window: float) -> None:
+    def __init__(self, sa_topics: Topics, default_window: float, retention: float) -> None:
         self.names = sa_topics
         self.default_window = default_window
+        self.retention = retention
         self.heap: list[tuple[float, str]] = []
         self.rebuild = True
         # set by create_app
@@ -174,7 +175,9 @@ class _Joiner:
             if kind == "decisions":
                 dec, cfg = validate_decision(raw, self.configs.get, msg.key)
                 key = dec.decision_id
-                step = on_decision(self.table.get(key), dec, cfg.reward, now)
+                step = on_decision(
+                    self.table.get(key), dec, cfg.reward, now, retention=self.retention
+                )
             else:
                 out, cfg = validate_outcome(raw, self.configs.get, msg.key)
                 key = out.decision_id
@@ -184,11 +187,12 @@ class _Joiner:
                     spec = self.configs.spec(state["policy"]) or spec
                 if state is not None and state.get("d") is not None and spec is None:
                     spec = RewardSpec()  # its policy was deleted meanwhile
-                step = on_outcome(state, out, spec, now, self.default_window)
+                step = on_outcome(
+                    state, out, spec, now, self.default_window, retention=self.retention
+                )
         except EventError as exc:
             await self.send_dlq(exc.reason, exc.detail, msg, None)
             return
-        self.health.add(step.policy, {"events_in": 1})
         await self._emit(step, msg)
         if step.changed:
             if step.state is None:
@@ -229,7 +233,13 @@ class _Joiner:
             if state is None or state["deadline"] > now or state.get("p") not in owned:
                 continue
             policy = state.get("policy")
-            step = on_tick(state, self.configs.spec(policy), now, self.default_window)
+            step = on_tick(
+                state,
+                self.configs.spec(policy),
+                now,
+                self.default_window,
+                retention=self.retention,
+            )
             if step.changed:
                 due.append((key, state, step))
         if not due:
@@ -274,6 +284,7 @@ def create_app(
     health_interval: float = 1.0,
     config_refresh_interval: float = 5.0,
     default_window: float = DEFAULT_WINDOW,
+    tombstone_seconds: float = TOMBSTONE_SECONDS,
     cohort_weights: Mapping[str, float] | None = None,
     faust_options: Mapping[str, Any] | None = None,
 ) -> StreamApp:
@@ -326,7 +337,7 @@ def create_app(
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
 
-    joiner = _Joiner(topics, default_window)
+    joiner = _Joiner(topics, default_window, tombstone_seconds)
     joiner.table, joiner.rewards_topic, joiner.dlq_topic = table, rewards_topic, dlq_topic
     joiner.configs, joiner.metrics, joiner.health = configs, metrics, health
 

@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=600.0,
         help="window of an outcome that names no policy and arrives first (default 600 s)",
     )
+    p.add_argument(
+        "--tombstone-seconds",
+        type=float,
+        default=300.0,
+        help="how long a closed decision is remembered to spot duplicates and late parts "
+        "(default 300 s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         batch_within=args.batch_within,
         sweep_interval=args.sweep_interval,
         default_window=args.default_window,
+        tombstone_seconds=args.tombstone_seconds,
         faust_options={"web_bind": args.web_host, "web_host": args.web_host},
     )
     worker = faust.Worker(

@@ -78,30 +78,38 @@ def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "con
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def read_topic(bootstrap: str, topic: str, group: str, expect: int, timeout: float = 20.0):
-    """Every message of ``topic`` from the beginning (stops at ``expect`` or timeout)."""
-    from confluent_kafka import Consumer
+def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list:
+    """Every message of ``topic`` up to its current end (all partitions, no group join)."""
+    from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
+            "group.id": "unused-reader",
             "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
         }
     )
-    c.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and len(out) < expect:
+        parts = c.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {}
+        for p in parts:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if hi > lo:
+                ends[p] = hi
+        c.assign([TopicPartition(topic, p, 0) for p in ends])
+        out = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
             m = c.poll(0.2)
-            if m is not None and not m.error():
-                out.append(m)
+            if m is None or m.error():
+                continue
+            out.append(m)
+            if m.offset() + 1 >= ends.get(m.partition(), 0):
+                ends.pop(m.partition(), None)
+        return out
     finally:
         c.close()
-    return out
 
 
 def arm_counts(store, policy: str = "route") -> dict[str, float]:

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from policy_store import RewardSpec
 from producers import DecisionEvent, OutcomeEvent
-from stream_app._join import EXPIRED, OPEN, ORPHANED, REWARDED, on_decision, on_outcome, on_tick
+from stream_app._join import (
+    EXPIRED,
+    OPEN,
+    ORPHANED,
+    REWARDED,
+    TOMBSTONE_SECONDS,
+    on_decision,
+    on_outcome,
+    on_tick,
+)
 
 SPEC = RewardSpec(window_seconds=10.0)
 
@@ -36,6 +45,11 @@ def outcome(i: str = "d1", **kw) -> OutcomeEvent:
 FULL = dict(quality=1.0, cost=0.0, latency=0.0)
 
 
+def work(step) -> dict[str, int]:
+    """A step's counters except ``events_in`` (tested on its own)."""
+    return {k: v for k, v in step.counters.items() if k != "events_in" and v}
+
+
 def test_decision_then_complete_outcome_rewards_once():
     s1 = on_decision(None, decision(), SPEC, now=0.0)
     assert s1.state["status"] == OPEN and not s1.rewards and s1.changed
@@ -43,14 +57,14 @@ def test_decision_then_complete_outcome_rewards_once():
     assert [r.decision_id for r in s2.rewards] == ["d1"]
     assert s2.rewards[0].reward == pytest.approx(1.0)
     assert s2.rewards[0].reason == "complete"
-    assert s2.counters == {"joined": 1, "rewards": 1}
+    assert work(s2) == {"joined": 1, "rewards": 1}
     assert s2.state["status"] == REWARDED
     # tombstone: repeats are duplicates, not new rewards
     s3 = on_outcome(s2.state, outcome(**FULL), SPEC, now=2.0)
     s4 = on_decision(s2.state, decision(), SPEC, now=2.0)
     for s in (s3, s4):
         # the stored reward is re-sent unchanged (the store dedupes it by decision_id)
-        assert s.rewards == s2.rewards and not s.changed and s.counters == {"duplicates": 1}
+        assert s.rewards == s2.rewards and not s.changed and work(s) == {"duplicates": 1}
 
 
 def test_outcome_before_decision():
@@ -64,9 +78,9 @@ def test_outcome_before_decision():
 def test_partial_outcomes_merge_until_complete():
     s = on_decision(None, decision(), SPEC, now=0.0)
     s = on_outcome(s.state, outcome(cost=0.5, latency=0.5), SPEC, now=1.0)
-    assert not s.rewards and s.counters == {"joined": 1}
+    assert not s.rewards and work(s) == {"joined": 1}
     s = on_outcome(s.state, outcome(cost=0.5), SPEC, now=1.5)  # repeat of a part
-    assert s.counters == {"duplicates": 1} and not s.changed
+    assert work(s) == {"duplicates": 1} and not s.changed
     s = on_outcome(s.state, outcome(quality=1.0, timestamp=5.0), SPEC, now=2.0)
     (r,) = s.rewards
     assert r.reward == pytest.approx(0.5 + 0.3 * 0.5 + 0.2 * 0.5)
@@ -99,17 +113,17 @@ def test_window_closes_partial_outcome_with_defaults():
     assert r.reason == "window" and set(r.components.defaulted) == {"cost", "latency"}
     assert t.state["status"] == REWARDED
     late = on_outcome(t.state, outcome(cost=0.1), SPEC, now=11.0)
-    assert late.dlq[0][0] == "late" and late.counters == {"late": 1}
-    # the tombstone is dropped one window later
-    assert on_tick(t.state, SPEC, now=19.9).state == t.state
-    gone = on_tick(t.state, SPEC, now=20.0)
+    assert late.dlq[0][0] == "late" and work(late) == {"late": 1}
+    # the tombstone is dropped after the retention
+    assert on_tick(t.state, SPEC, now=10.0 + TOMBSTONE_SECONDS - 0.1).state == t.state
+    gone = on_tick(t.state, SPEC, now=10.0 + TOMBSTONE_SECONDS)
     assert gone.state is None and gone.changed
 
 
 def test_unmatched_decision_expires_without_reward_by_default():
     s = on_decision(None, decision(), SPEC, now=0.0)
     t = on_tick(s.state, SPEC, now=10.0)
-    assert not t.rewards and t.counters == {"expired": 1} and t.state["status"] == EXPIRED
+    assert not t.rewards and work(t) == {"expired": 1} and t.state["status"] == EXPIRED
     late = on_outcome(t.state, outcome(**FULL), SPEC, now=11.0)
     assert late.dlq[0][0] == "late" and not late.rewards
 
@@ -126,7 +140,7 @@ def test_expiry_reward_when_configured():
 def test_orphaned_outcome_then_late_decision():
     s = on_outcome(None, outcome(**FULL), None, now=0.0, default_window=3.0)
     t = on_tick(s.state, None, now=3.0, default_window=3.0)
-    assert t.counters == {"orphaned": 1} and t.state["status"] == ORPHANED
+    assert work(t) == {"orphaned": 1} and t.state["status"] == ORPHANED
     late = on_decision(t.state, decision(), SPEC, now=4.0)
     assert late.dlq[0][0] == "late" and not late.rewards
 
@@ -134,6 +148,19 @@ def test_orphaned_outcome_then_late_decision():
 def test_outcome_first_uses_its_policy_window():
     s = on_outcome(None, outcome(policy="p", cost=0.1), SPEC, now=0.0, default_window=600)
     assert s.state["deadline"] == 10.0
+
+
+def test_events_in_are_counted_for_their_policy_once_it_is_known():
+    s1 = on_outcome(None, outcome(cost=0.1), None, now=0.0)  # names no policy
+    assert s1.policy is None and not s1.counters.get("events_in")
+    s2 = on_outcome(s1.state, outcome(latency=0.1), None, now=0.1)
+    assert not s2.counters.get("events_in")
+    s3 = on_decision(s2.state, decision(), SPEC, now=0.2)
+    assert s3.policy == "p" and s3.counters["events_in"] == 3  # two parts + the decision
+    s4 = on_outcome(s3.state, outcome(quality=0.2), SPEC, now=0.3)
+    assert s4.counters["events_in"] == 1 and s4.rewards
+    named = on_outcome(None, outcome(policy="p", cost=0.1), SPEC, now=0.0)
+    assert named.counters["events_in"] == 1
 
 
 def test_state_is_json_serialisable():
