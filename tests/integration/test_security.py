@@ -206,3 +206,149 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
     )
     found = _offences(bad, root=tmp_path)
     assert len(found) == 7, found
+
+
+# -- Kafka security settings are passed through to the clients ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate and key (openssl), standing in for a CA, cert and key."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_sasl_ssl_settings_render_into_the_producer_config(monkeypatch, tls_files):
+    from producers._kafka import producer_config
+
+    cert, key = tls_files
+    monkeypatch.setenv("RL_COMMONS_KAFKA_BOOTSTRAP", "broker-1:9093,broker-2:9093")
+    monkeypatch.setenv("RL_COMMONS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RL_COMMONS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("RL_COMMONS_KAFKA_SASL_USERNAME", "proxy")
+    monkeypatch.setenv("RL_COMMONS_KAFKA_SASL_PASSWORD", "kafka-" + PASSWORD)
+    monkeypatch.setenv("RL_COMMONS_KAFKA_SSL_CAFILE", str(cert))
+    cfg = producer_config(Settings())
+    assert cfg["bootstrap.servers"] == "broker-1:9093,broker-2:9093"
+    assert cfg["security.protocol"] == "SASL_SSL"
+    assert cfg["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert cfg["sasl.username"] == "proxy"
+    assert cfg["sasl.password"] == "kafka-" + PASSWORD
+    assert cfg["ssl.ca.location"] == str(cert)
+    assert "ssl.key.location" not in cfg
+
+
+def test_ssl_client_certificate_settings_render_without_sasl(tls_files):
+    from producers._kafka import producer_config
+
+    cert, key = tls_files
+    s = Settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=str(cert),
+        kafka_ssl_certfile=str(cert),
+        kafka_ssl_keyfile=str(key),
+        kafka_sasl_username="ignored",
+        kafka_sasl_password="ignored-" + PASSWORD,
+    )
+    cfg = producer_config(s)
+    assert cfg["security.protocol"] == "SSL"
+    assert cfg["ssl.ca.location"] == str(cert)
+    assert cfg["ssl.certificate.location"] == str(cert)
+    assert cfg["ssl.key.location"] == str(key)
+    assert not any(k.startswith("sasl.") for k in cfg)
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_librdkafka_accepts_the_rendered_security_config(protocol, tls_files):
+    """The rendered keys are real librdkafka settings: the client builds with them."""
+    from producers import EventProducer
+
+    cert, key = tls_files
+    s = Settings(
+        kafka_bootstrap="127.0.0.1:1",
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="proxy",
+        kafka_sasl_password="kafka-" + PASSWORD,
+        kafka_ssl_cafile=str(cert),
+        kafka_ssl_certfile=str(cert),
+        kafka_ssl_keyfile=str(key),
+    )
+    producer = EventProducer(s).start()  # raises ValueError naming the setting if refused
+    try:
+        assert PASSWORD not in repr(producer.describe())
+    finally:
+        producer.close(0)
+
+
+def test_producer_never_logs_the_kafka_password(caplog, capfd):
+    """A SASL producer that cannot connect reports errors, none of which shows the password."""
+    from producers import EventProducer
+
+    s = Settings(
+        kafka_bootstrap="127.0.0.1:1",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="proxy",
+        kafka_sasl_password="kafka-" + PASSWORD,
+    )
+    caplog.set_level(logging.DEBUG)
+    producer = EventProducer(s, poll_interval=0.02)
+    try:
+        assert producer.send("t.decisions", b"k", b"{}")
+        deadline = time.monotonic() + 5
+        while producer.metrics()["errors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        metrics = producer.metrics()
+    finally:
+        producer.close(0)
+    assert metrics["errors"] > 0, "the unreachable broker should have been reported"
+    out, err = capfd.readouterr()
+    for text in (caplog.text, out, err, repr(metrics), repr(producer.describe())):
+        assert PASSWORD not in text
+
+
+def test_worker_kafka_credentials_from_settings(tls_files):
+    """The stream worker gets the same SASL_SSL / SSL settings as Faust credentials."""
+    import faust
+
+    from stream_app.app import _credentials
+
+    cert, key = tls_files
+    sasl = _credentials(
+        Settings(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="worker",
+            kafka_sasl_password="kafka-" + PASSWORD,
+            kafka_ssl_cafile=str(cert),
+        )
+    )
+    assert isinstance(sasl, faust.SASLCredentials)
+    assert sasl.username == "worker" and sasl.password == "kafka-" + PASSWORD
+    assert str(sasl.mechanism.value if hasattr(sasl.mechanism, "value") else sasl.mechanism) == (
+        "SCRAM-SHA-512"
+    )
+    assert sasl.ssl_context is not None
+    assert PASSWORD not in repr(sasl)
+
+    tls = _credentials(
+        Settings(
+            kafka_security_protocol="SSL",
+            kafka_ssl_cafile=str(cert),
+            kafka_ssl_certfile=str(cert),
+            kafka_ssl_keyfile=str(key),
+        )
+    )
+    assert isinstance(tls, faust.SSLCredentials)
+    assert _credentials(Settings()) is None
