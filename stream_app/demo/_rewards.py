@@ -1,7 +1,8 @@
 """Collect the stream app's rewards for the demo's live figures, rollout steps and report.
 
 A confluent-kafka consumer in a background thread reads the ``rewards`` topic from
-the beginning (its own consumer group) and keeps the ``RewardEvent``s of one policy.
+the beginning (its own consumer group) and keeps the ``RewardEvent``s of one policy
+whose decisions were made after ``since`` (Unix seconds), each decision once.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ class RewardCollector:
         topic: str,
         policy: str,
         *,
+        since: float | None = None,
         client_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.since = since
         self.topic = topic
         self.policy = policy
         self._client_config = dict(client_config or {})
@@ -75,7 +78,9 @@ class RewardCollector:
                 except EventError:
                     self.invalid += 1
                     continue
-                if ev.policy == self.policy:
+                if ev.policy == self.policy and (
+                    self.since is None or ev.decision_ts >= self.since
+                ):
                     fresh.append(ev)
             if fresh:
                 with self._lock:

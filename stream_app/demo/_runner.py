@@ -280,7 +280,12 @@ class Demo:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
         from producers import Topics, create_topics
 
-        create_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix))
+        create_topics(
+            settings.kafka_bootstrap,
+            Topics(settings.topic_prefix),
+            partitions=settings.topic_partitions,
+            client_config=kafka_security(settings),
+        )
         store = RedisPolicyStore.from_url(
             settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
         )
@@ -358,7 +363,11 @@ class Demo:
         from producers import Topics
 
         collector = RewardCollector(
-            settings.kafka_bootstrap, Topics(settings.topic_prefix).rewards, opts.policy
+            settings.kafka_bootstrap,
+            Topics(settings.topic_prefix).rewards,
+            opts.policy,
+            since=time.time(),  # a policy kept from an earlier run has older rewards
+            client_config=kafka_security(settings),
         ).start()
         self._on_exit("reward reader", collector.close)
         probe = PolicyReader(store, opts.policy, poll_interval=0.2, seed=opts.seed)
@@ -393,6 +402,16 @@ class Demo:
         from ..evaluation import build_report
 
         rewards = collector.snapshot()
+        if len(rewards) < loop.served:
+            self.say(
+                f"note: the stream rewarded {len(rewards)} of {loop.served} requests within "
+                f"{self.opts.drain_timeout:.0f} s"
+                + (
+                    "; is a worker (`rl-commons worker`) running on these topics?"
+                    if not rewards
+                    else ""
+                )
+            )
         report = build_report(rewards, policy=self.opts.policy)
         text = report.to_text()
         files: dict[str, str] = {}
@@ -436,9 +455,9 @@ class Demo:
             adapted_after_seconds=round(detected[1], 1) if detected else None,
             reward_rl=reward_m.rl.mean if reward_m.rl.n else None,
             reward_baseline=reward_m.baseline.mean if reward_m.baseline.n else None,
-            reward_difference=diff.to_dict(),
-            cost_reduction=report.cost_reduction.to_dict(),
-            quality_difference=report.quality_difference.to_dict(),
+            reward_difference=_finite(diff.to_dict()),
+            cost_reduction=_finite(report.cost_reduction.to_dict()),
+            quality_difference=_finite(report.quality_difference.to_dict()),
             quality_non_inferior=report.quality_non_inferior,
             learned_beats_baseline=beats,
             dashboard_url=self.dashboard_url,
@@ -473,6 +492,21 @@ class Demo:
         if r.dashboard_url:
             p(f"dashboard      {r.dashboard_url} (stopped with the demo; "
               "`rl-commons dev` + `rl-commons dashboard` keep one running)")  # fmt: skip
+
+
+def kafka_security(settings: Settings) -> dict[str, Any]:
+    """The security part (protocol, SASL, SSL) of the librdkafka config from settings."""
+    from producers._kafka import producer_config
+
+    return {
+        k: v
+        for k, v in producer_config(settings).items()
+        if k.startswith(("security.", "sasl.", "ssl."))
+    }
+
+
+def _finite(d: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()}
 
 
 def collector_wait(collector: RewardCollector, expected: int, timeout: float) -> None:
@@ -523,6 +557,7 @@ class _Loop:
         change_at = int(opts.requests * opts.change_at) if opts.change != "none" else None
         interval = opts.duration / opts.requests
         next_check = opts.check_every
+        self.store.update_config(opts.policy, rollout_fraction=self.controller.fraction)
         try:
             for i in range(opts.requests):
                 target = self.t0 + i * interval
@@ -544,6 +579,7 @@ class _Loop:
                     self.errors += 1
                 if i + 1 >= next_check:
                     next_check += opts.check_every
+                    self._check_children()
                     self._check_rollout(i + 1, progress)
                 if self.watch is not None and self.watch.detected is None and i % 10 == 0:
                     greedy = self.greedy_by_task()
@@ -556,12 +592,22 @@ class _Loop:
         finally:
             progress.close()
 
+    def _check_children(self) -> None:
+        for child in self.demo.children:
+            if child.name == "worker" and not child.running:
+                raise RuntimeError(
+                    f"the stream worker exited with code {child.proc.returncode}; "
+                    f"its log ({child.log_path}) ends with:\n{child.tail()}"
+                )
+
     def _change(self, i: int, progress: Progress) -> None:
         provider, changes, text = CHANGES[self.opts.change]
         greedy = self.greedy_by_task() or {}
         self.world.change(provider, **changes)
         new_best = best_by_task(self.spec, self.world.profiles)
-        self.watch = ChangeWatch.start(i, time.monotonic() - self.t0, greedy, new_best)
+        self.watch = ChangeWatch.start(
+            i, time.monotonic() - self.t0, greedy, new_best, provider=provider
+        )
         progress.message(f"request {i}: the world changed — {text}")
 
     def _check_rollout(self, done: int, progress: Progress) -> None:

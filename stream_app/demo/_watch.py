@@ -1,13 +1,15 @@
 """How fast the learned policy noticed a change in the world (pure logic).
 
 When the demo changes a provider mid-run, it asks the oracle which provider is now
-best for a typical request of each task type. The task types whose best provider
-differs from what the learned policy preferred just before the change are the
-*affected* ones. The change counts as detected at the first probe where the
-learned policy's greedy choice for every affected task type is the new best.
+best for a typical request of each task type. The *affected* task types are those
+where the learned policy's preference just before the change must move because of
+it: it preferred the changed provider and that is no longer best, or the changed
+provider became the best and the policy did not prefer it. The change counts as
+detected at the first probe where the learned policy's greedy choice for every
+affected task type is the new best.
 
->>> w = ChangeWatch.start(at_request=100, at_time=10.0,
-...                       greedy={"classify": "llama", "code": "gpt-4"},
+>>> w = ChangeWatch.start(at_request=100, at_time=10.0, provider="llama",
+...                       greedy={"classify": "llama", "code": "claude-3"},
 ...                       new_best={"classify": "claude-3", "code": "gpt-4"})
 >>> w.affected
 {'classify': ('llama', 'claude-3')}
@@ -37,8 +39,14 @@ class ChangeWatch:
         at_time: float,
         greedy: Mapping[str, str],
         new_best: Mapping[str, str],
+        provider: str | None = None,
     ) -> ChangeWatch:
-        affected = {t: (greedy[t], b) for t, b in new_best.items() if greedy.get(t) != b}
+        """``provider``: the one that changed (None: every task type whose best moved)."""
+        affected = {
+            t: (greedy[t], b)
+            for t, b in new_best.items()
+            if t in greedy and greedy[t] != b and (provider is None or provider in (greedy[t], b))
+        }
         return cls(at_request, at_time, affected)
 
     def observe(
@@ -53,7 +61,7 @@ class ChangeWatch:
 
     def describe(self) -> str:
         if not self.affected:
-            return "the change did not alter which provider is best for any task type"
+            return "the learned policy did not need to move for this change"
         moves = ", ".join(f"{t}: {old} → {new}" for t, (old, new) in self.affected.items())
         if self.detected is None:
             return f"not yet adapted ({moves})"

@@ -66,13 +66,22 @@ def test_change_watch_detects_only_when_every_affected_task_moved():
         new_best={"classify": "claude-3", "chat": "claude-3", "code": "gpt-4"},
     )
     assert set(w.affected) == {"classify", "chat"}
+    # only moves caused by the changed provider count
+    w2 = ChangeWatch.start(
+        0,
+        0.0,
+        greedy={"classify": "llama", "code": "claude-3"},
+        new_best={"classify": "claude-3", "code": "gpt-4"},
+        provider="llama",
+    )
+    assert set(w2.affected) == {"classify"}
     assert w.observe(120, 6.0, {"classify": "claude-3", "chat": "llama"}) is None
     assert w.observe(150, 7.5, {"classify": "claude-3", "chat": "claude-3"}) == (50, 2.5)
     assert "adapted after 50 requests" in w.describe()
     # nothing to detect when the best providers did not change
     same = ChangeWatch.start(0, 0.0, {"code": "gpt-4"}, {"code": "gpt-4"})
     assert same.observe(10, 1.0, {"code": "gpt-4"}) is None
-    assert "did not alter" in same.describe()
+    assert "did not need to move" in same.describe()
 
 
 def test_rolling_mean_and_curve_by_cohort():
