@@ -105,3 +105,57 @@ def test_interrupted_demo_stops_everything_it_started(tmp_path, sig):
     assert "stopped everything the demo started" in stderr
     _assert_all_stopped(out)
     assert not (out / "summary.json").exists()
+
+
+def test_compose_sequence_init_worker_proxy_against_running_services(
+    services, unique, tmp_path, redis_client
+):
+    """What docker-compose runs, in order, against services that are already up:
+    `demo --setup-only` (init), `worker`, then `demo --external` (the proxy)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream_app.embedded import free_port
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RL_COMMONS_KAFKA_BOOTSTRAP": services.bootstrap,
+        "RL_COMMONS_REDIS_URL": services.redis_url,
+        "RL_COMMONS_TOPIC_PREFIX": f"c{unique}.",
+        "RL_COMMONS_TOPIC_PARTITIONS": "3",
+        "RL_COMMONS_KEY_PREFIX": f"c{unique}",
+    }
+    cli = [sys.executable, "-m", "stream_app.cli"]
+    init = subprocess.run(
+        [*cli, "demo", "--setup-only"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    topics = AdminClient({"bootstrap.servers": services.bootstrap}).list_topics(timeout=10).topics
+    assert topics[f"c{unique}.decisions"].partitions.keys() == {0, 1, 2}
+    assert redis_client.exists(f"c{unique}:{{provider_selection}}:config")
+    # init is idempotent (compose may run it again)
+    again = subprocess.run([*cli, "demo", "--setup-only"], env=env, cwd=ROOT, capture_output=True)
+    assert again.returncode == 0
+
+    worker = subprocess.Popen(
+        [*cli, "worker", "--web-port", str(free_port()), "--datadir", str(tmp_path / "w")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        out = tmp_path / "proxy"
+        proxy = subprocess.run(
+            [*cli, "demo", "--external", "--requests", "200", "--duration", "4", "--no-plot",
+             "--out", str(out)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert proxy.returncode == 0, proxy.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["requests"] == 200 and summary["rewards"] >= 190
+        assert set(json.loads((out / "pids.json").read_text())) == set()  # started nothing
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
