@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "_policy",
     "_ops",
     "_dashboard",
+    "_report",
 ]
 
 

@@ -148,10 +148,33 @@ def dr(
 ) -> Interval:
     """Doubly robust estimate with a per-arm ridge reward model (cross-fitted when folds ≥ 2)."""
     q = reward_model(data, ridge=ridge, folds=folds, rng=rng)
+    return _normal(dr_terms(data, target, q), level)
+
+
+def dr_terms(data: LoggedData, target: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-round doubly robust terms; their mean is the DR estimate.
+
+    Two targets evaluated on the same logs give paired terms, so the interval of
+    their difference comes from the per-round differences.
+    """
     w = _weights(data, target)
     idx = np.arange(data.n)
-    terms = (target * q).sum(axis=1) + w * (data.rewards - q[idx, data.actions])
-    return _normal(terms, level)
+    return (target * q).sum(axis=1) + w * (data.rewards - q[idx, data.actions])
+
+
+def dr_difference(
+    data: LoggedData,
+    target: np.ndarray,
+    reference: np.ndarray,
+    *,
+    ridge: float = 1.0,
+    folds: int = 2,
+    level: float = 0.95,
+    rng: np.random.Generator | int | None = 0,
+) -> Interval:
+    """DR estimate of V(target) − V(reference) with a paired interval."""
+    q = reward_model(data, ridge=ridge, folds=folds, rng=rng)
+    return _normal(dr_terms(data, target, q) - dr_terms(data, reference, q), level)
 
 
 def reward_model(

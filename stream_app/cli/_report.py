@@ -1,0 +1,205 @@
+"""``rl-commons report`` and ``rl-commons evaluate``: measured improvement from the logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._common import add_redis_options, settings_from, store_from
+
+
+def _add_kafka_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kafka-bootstrap", help="bootstrap servers (default: $RL_COMMONS_KAFKA_BOOTSTRAP)"
+    )
+    p.add_argument(
+        "--topic-prefix", help="topic prefix (default: $RL_COMMONS_TOPIC_PREFIX or rlc.)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="give up reading the topic after this (s)"
+    )
+
+
+def _margin(raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number; e.g. 0.01") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{raw} is outside [0, 1): the margin is on the 0..1 quality scale "
+            "(0.01 = one percentage point)"
+        )
+    return v
+
+
+def _minutes(raw: str) -> int:
+    v = int(raw)
+    if not 1 <= v <= 7 * 24 * 60:
+        raise argparse.ArgumentTypeError(
+            f"{raw} is outside 1..10080: aggregates are kept for 7 days (10080 minutes)"
+        )
+    return v
+
+
+def _level(raw: str) -> float:
+    v = float(raw)
+    if not 0.5 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"{raw} is outside [0.5, 1); e.g. 0.95")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="learned vs baseline cohort: reward, quality, cost, latency, with intervals",
+        description=(
+            "Compare the learned cohort (rl) with the baseline cohort from the rewards topic "
+            "(or the Redis aggregates): means, differences with intervals, cost reduction in %%, "
+            "and a non-inferiority verdict for quality: PASS when the lower bound of "
+            "quality_rl - quality_baseline is above -MARGIN."
+        ),
+    )
+    p.add_argument("policy", metavar="POLICY", help="policy name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--plot", metavar="FILE.png", help="also write a PNG (needs matplotlib)")
+    p.add_argument(
+        "--margin",
+        type=_margin,
+        default=0.01,
+        help="tolerated quality loss on the 0..1 scale (default 0.01 = 1 percentage point)",
+    )
+    p.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
+    p.add_argument(
+        "--source",
+        choices=("kafka", "redis"),
+        default="kafka",
+        help="kafka: every reward on the topic (default); redis: the workers' per-minute sums "
+        "(faster, conservative intervals)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=_minutes,
+        default=7 * 24 * 60,
+        help="--source redis: window in minutes (default and maximum 10080 = 7 days)",
+    )
+    _add_kafka_options(p)
+    add_redis_options(p)
+    p.set_defaults(func=run_report)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="off-policy estimate (IPS, SNIPS, DR) of the current policy or a candidate config",
+        description=(
+            "Estimate from the logged rewards and their propensities what reward the policy's "
+            "current parameters would earn if they served all traffic, and optionally what a "
+            "candidate config (JSON or YAML with the fields to change, e.g. "
+            '{"algorithm": {"epsilon": 0.05}}) would earn, before raising the rollout.'
+        ),
+    )
+    e.add_argument("policy", metavar="POLICY", help="policy name")
+    e.add_argument("--candidate-config", metavar="FILE", help="config fields to change (JSON/YAML)")
+    e.add_argument(
+        "--cohort",
+        action="append",
+        choices=("rl", "baseline", "shadow"),
+        help="cohorts whose rounds are used (repeatable; default rl)",
+    )
+    e.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
+    e.add_argument("--folds", type=int, default=2, help="cross-fitting folds for DR (default 2)")
+    e.add_argument("--seed", type=int, default=0, help="seed for folds and Thompson sampling")
+    e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_kafka_options(e)
+    add_redis_options(e)
+    e.set_defaults(func=run_evaluate)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 1
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from ..evaluation import PlotUnavailableError, build_report, build_report_from_aggregates
+    from ..evaluation._source import read_aggregates, read_rewards
+
+    settings = settings_from(args)
+    if args.source == "kafka":
+        rewards, stats = read_rewards(settings, args.policy, timeout=args.timeout)
+        report = build_report(
+            rewards,
+            margin=args.margin,
+            level=args.level,
+            policy=args.policy,
+            source=f"topic {stats.topic}",
+        )
+        if stats.invalid:
+            print(f"warning: {stats.invalid} unparseable messages skipped", file=sys.stderr)
+    else:
+        buckets = read_aggregates(settings, args.policy, minutes=args.minutes)
+        report = build_report_from_aggregates(
+            buckets, margin=args.margin, level=args.level, policy=args.policy
+        )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(report.to_text())
+    if args.plot:
+        try:
+            report.plot(args.plot)
+        except PlotUnavailableError as exc:
+            return _fail(str(exc))
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _load_changes(path: str) -> dict:
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError("reading YAML needs pyyaml; pip install pyyaml or use JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object of config fields, got {type(data).__name__}")
+    return data
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation._evaluate import candidate_config, evaluate_policy
+    from ..evaluation._source import read_rewards
+
+    settings = settings_from(args)
+    store = store_from(args)
+    config = store.get_config(args.policy)
+    candidate = None
+    if args.candidate_config:
+        try:
+            candidate = candidate_config(config, _load_changes(args.candidate_config))
+        except (OSError, ValueError) as exc:
+            return _fail(f"candidate config {args.candidate_config}: {exc}")
+    state = store.read_state(args.policy)
+    rewards, _ = read_rewards(settings, args.policy, timeout=args.timeout)
+    try:
+        result = evaluate_policy(
+            rewards,
+            config,
+            state,
+            candidate=candidate,
+            cohorts=tuple(args.cohort or ("rl",)),
+            level=args.level,
+            folds=args.folds,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(result.to_text())
+    return 0
