@@ -7,7 +7,8 @@
   readable by the Faust consumer without extra packages).
 * ``send`` only enqueues: a full local queue (``producer_queue_max`` messages)
   or any client error is counted as a drop, never raised. Delivery reports are
-  served by a background thread calling ``poll``; failures are counted.
+  served by a background thread calling ``poll``; librdkafka reports only
+  failures (counted), so no Python callback runs per delivered event.
 * ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
   nothing while the queue has room.
 * Counters: ``metrics()`` (a dict) and a prometheus collector (``register``).
@@ -35,6 +36,9 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "linger.ms": 5,
     "message.timeout.ms": 300_000,
     "socket.keepalive.enable": True,
+    # only failures call back into Python: a callback per delivered message would take
+    # the GIL from the request threads ~once per event; delivered is derived instead
+    "delivery.report.only.error": True,
 }
 
 
@@ -102,7 +106,6 @@ class EventProducer:
         self._last_error: str | None = None
         # plain ints: += on the hot path, read by metrics() and the prometheus collector
         self.enqueued = 0
-        self.delivered = 0
         self.dropped = 0
         self.delivery_failed = 0
         self.errors = 0
@@ -213,9 +216,7 @@ class EventProducer:
 
     # -- callbacks (delivery thread) ---------------------------------------------------------
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self.delivered += 1
-        else:
+        if err is not None:
             self.delivery_failed += 1
             self._last_error = str(err)
 
@@ -225,6 +226,11 @@ class EventProducer:
         log.debug("kafka client error: %s", err)
 
     # -- metrics -----------------------------------------------------------------------------
+    @property
+    def delivered(self) -> int:
+        """Events acknowledged by the broker: enqueued − failed − still queued or in flight."""
+        return max(0, self.enqueued - self.delivery_failed - self.queue_length())
+
     def queue_length(self) -> int:
         producer = self._producer
         return 0 if producer is None else len(producer)

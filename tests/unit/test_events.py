@@ -104,3 +104,48 @@ def test_schema_cli_one_type_and_unknown_type(capsys):
     assert list(json.loads(capsys.readouterr().out)) == ["OutcomeEvent"]
     assert main(["schema", "--type", "nope"]) == 2
     assert "use one of DecisionEvent (decision)" in capsys.readouterr().err
+
+
+def test_producer_settings_rendering_and_secrets():
+    from policy_store import Settings
+    from producers import EventProducer, producer_config
+
+    s = Settings(
+        kafka_bootstrap="k1:9093,k2:9093",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="proxy",
+        kafka_sasl_password="s3cr3t-pw",
+        kafka_ssl_cafile="ca.pem",
+        kafka_ssl_certfile="client.pem",
+        kafka_ssl_keyfile="client.key",
+        producer_queue_max=1234,
+    )
+    cfg = producer_config(s)
+    assert cfg["bootstrap.servers"] == "k1:9093,k2:9093"
+    assert cfg["security.protocol"] == "SASL_SSL"
+    assert (cfg["sasl.mechanism"], cfg["sasl.username"], cfg["sasl.password"]) == (
+        "SCRAM-SHA-512",
+        "proxy",
+        "s3cr3t-pw",
+    )
+    assert (cfg["ssl.ca.location"], cfg["ssl.certificate.location"]) == ("ca.pem", "client.pem")
+    assert cfg["ssl.key.location"] == "client.key"
+    assert cfg["queue.buffering.max.messages"] == 1234
+    assert cfg["partitioner"] == "murmur2_random" and cfg["compression.type"] == "none"
+    shown = EventProducer(s).describe()
+    assert shown["sasl.password"] == "***" and "s3cr3t" not in repr(shown)
+    plain = producer_config(Settings(kafka_sasl_username="ignored"))
+    assert "sasl.username" not in plain  # SASL only with a SASL protocol
+
+
+def test_refused_config_is_a_clear_error_at_start_and_a_counted_drop_at_send(tmp_path):
+    from policy_store import Settings
+    from producers import EventProducer
+
+    s = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="RL_COMMONS_KAFKA"):
+        EventProducer(s).start()
+    lazy = EventProducer(s)
+    assert lazy.send("t", "k", b"{}") is False  # never raises into the caller
+    assert lazy.metrics()["dropped"] == 1 and lazy.metrics()["last_error"]
