@@ -70,8 +70,11 @@ class LoggedData:
         missing = sorted(set(arms_served) - set(index))
         if missing:
             raise ValueError(f"logged arms {missing} are not among the policy's arms {arm_list}")
+        X = np.asarray(features, dtype=np.float64)
+        if X.ndim != 2:
+            X = X.reshape(len(arms_served), -1) if len(arms_served) else X.reshape(0, 0)
         return cls(
-            X=np.asarray(features, dtype=np.float64).reshape(len(arms_served), -1),
+            X=X,
             actions=np.asarray([index[a] for a in arms_served], dtype=np.intp),
             rewards=np.asarray(rewards, dtype=np.float64),
             propensities=np.asarray(propensities, dtype=np.float64),
