@@ -155,3 +155,36 @@ def test_broker_stopped_mid_run(services, redis_store, key_prefix, unique):
         selector.close(timeout=0.5)
     finally:
         broker.stop()
+
+
+def test_original_api_in_streaming_mode_reports_the_oldest_matching_decision(
+    services, settings, topics, redis_store, unique
+):
+    redis_store.create(make_config(name="p4", arms=ARMS, n_features=7))
+    selector = ProviderSelector.connect("p4", settings, seed=4)
+    request = {"prompt": "same question", "priority": "quality"}
+    try:
+        assert selector.source.wait_for_version(0, timeout=5)
+        served = [selector.select_provider(request) for _ in range(12)]
+        provider = served[0]
+        metrics = {"quality": 0.6, "cost": 0.1, "latency": 0.2}
+        assert selector.update_from_response(request, provider, metrics)
+        assert selector.update_from_response(request, provider, metrics)
+        # nothing pending for a provider never served for these features
+        assert not selector.update_from_response({"prompt": "other"}, provider, metrics)
+        assert selector.metrics()["unmatched_updates"] == 1
+    finally:
+        selector.close(timeout=10)
+    decisions = [
+        parse_event(m.value())
+        for m in _consume(services.bootstrap, topics.decisions, 12, f"g{unique}d")
+    ]
+    outcomes = [
+        parse_event(m.value())
+        for m in _consume(services.bootstrap, topics.outcomes, 2, f"g{unique}o")
+    ]
+    assert len(decisions) == 12 and len(outcomes) == 2
+    in_order = sorted((d for d in decisions if d.arm == provider), key=lambda d: d.timestamp)
+    assert {o.decision_id for o in outcomes} == {d.decision_id for d in in_order[:2]}
+    for o in outcomes:
+        assert (o.arm, o.quality, o.cost, o.latency, o.final) == (provider, 0.6, 0.1, 0.2, True)

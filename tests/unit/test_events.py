@@ -149,3 +149,19 @@ def test_refused_config_is_a_clear_error_at_start_and_a_counted_drop_at_send(tmp
     lazy = EventProducer(s)
     assert lazy.send("t", "k", b"{}") is False  # never raises into the caller
     assert lazy.metrics()["dropped"] == 1 and lazy.metrics()["last_error"]
+
+
+def test_public_names_are_exported():
+    import producers
+
+    for name in producers.__all__:
+        assert getattr(producers, name) is not None
+    for name in (
+        "ProviderSelector",
+        "SafeProviderSelector",
+        "LLMClient",
+        "RLTracker",
+        "EventProducer",
+        "Decision",
+    ):
+        assert name in producers.__all__
