@@ -144,6 +144,10 @@ def new_decision_id() -> str:
 class ProviderSelector:
     """Pick a provider per request with a contextual bandit; log decisions and outcomes.
 
+    With the policy disabled (kill switch) or parameters older than its
+    ``max_staleness_seconds``, the policy's ``fallback_arm`` is served (cohort
+    ``baseline``); ``SafeProviderSelector`` adds a baseline object and the rollout.
+
     >>> selector = ProviderSelector(seed=0)
     >>> p = selector.select_provider({"prompt": "Quick test", "priority": "speed"})
     >>> p in ("gpt-4", "claude-3", "llama")
@@ -282,7 +286,7 @@ class ProviderSelector:
     def features(self, request: Mapping[str, Any], n_features: int | None = None) -> tuple:
         """The feature vector of ``request``, checked against the policy's ``n_features``."""
         if n_features is None:
-            src = self._source()
+            src = self._source(request)
             n_features = src.view.snapshot.d if src is not None and src.view else None
         values = self._feature_fn(request)
         if n_features is None:
@@ -308,6 +312,11 @@ class ProviderSelector:
             return self._unavailable()
         snap = view.snapshot
         x = check_vector(self._feature_fn(request), snap.d)
+        config = view.config
+        if not config.enabled or self.source.staleness() > config.max_staleness_seconds:
+            # kill switch, or parameters too old: the policy's fallback arm, logged as baseline
+            self.fallbacks += 1
+            return self._decide(view, x, config.fallback_arm, 1.0, "baseline", None, None)
         arm, propensity, _ = self._learned(view, x)
         return self._decide(view, x, arm, propensity, "rl", None, None)
 

@@ -111,3 +111,33 @@ def test_unknown_provider_in_update_is_refused():
     sel = ProviderSelector(seed=0)
     with pytest.raises(ValueError, match="not one of the policy's providers"):
         sel.update_from_response({"prompt": "x"}, "mistral", {"quality": 1.0})
+
+
+def test_kill_switch_and_staleness_serve_the_fallback_arm():
+    from policy_store import InMemoryPolicyStore, PolicyReader, make_config
+
+    now = [0.0]
+    store = InMemoryPolicyStore()
+    store.create(
+        make_config(
+            name="p", arms=["a", "b"], n_features=7, baseline_arm="b", max_staleness_seconds=2
+        )
+    )
+    reader = PolicyReader(store, "p", clock=lambda: now[0], start=False)
+    reader.refresh()
+    sel = ProviderSelector(reader=reader, seed=0)
+    assert sel.select({"prompt": "x"}).cohort == "rl"
+    now[0] = 3.0
+    d = sel.select({"prompt": "x"})
+    assert (d.provider, d.cohort, d.propensity) == ("b", "baseline", 1.0)
+    store.update_config("p", enabled=False)
+    reader.refresh()  # fresh again, but disabled
+    d = sel.select({"prompt": "x"})
+    assert (d.provider, d.cohort) == ("b", "baseline")
+    assert sel.metrics()["fallbacks"] == 2
+
+
+def test_lazy_feature_size_from_update_before_select():
+    sel = ProviderSelector(feature_fn=lambda r: [1.0, r["n"]], seed=0)
+    assert sel.update_from_response({"n": 2.0}, "llama", {"quality": 1.0})
+    assert sel.source.config.n_features == 2
