@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._selector import Decision, ProviderSelector
+from ._tracker import RLTracker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class LLMClient:
     the features are computed from (``{"prompt": prompt, **kwargs}``), so
     ``priority="speed"`` reaches both. With ``fallback=True`` a failed call is retried
     once on the best other provider (the baseline arm, else the next one in order).
+    With a ``tracker``, every call counts its provider and cohort
+    (``log_decision``), errors (``log_decision("error", provider)``) and the
+    measured latency and scores per provider (``log_metrics``).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class LLMClient:
         fallback: bool = True,
         latency_norm_seconds: float = 10.0,
         clock: Callable[[], float] = time.perf_counter,
+        tracker: RLTracker | None = None,
     ) -> None:
         self.selector = selector
         self.call_fn = call_fn
@@ -71,6 +76,7 @@ class LLMClient:
         self.fallback = fallback
         self.latency_norm_seconds = float(latency_norm_seconds)
         self._clock = clock
+        self.tracker = tracker
         self.report_errors = 0
 
     async def call(self, prompt: str, *, request_key: str | None = None, **kwargs: Any) -> Any:
@@ -89,20 +95,37 @@ class LLMClient:
         except Exception as exc:
             return await self._on_error(decision, prompt, kwargs, exc, start)
         elapsed = self._clock() - start
+        quality = self._hook(self.quality_fn, provider, prompt, response)
+        cost = self._hook(self.cost_fn, provider, prompt, response)
         self._report(
             decision,
-            quality=self._hook(self.quality_fn, provider, prompt, response),
-            cost=self._hook(self.cost_fn, provider, prompt, response),
+            quality=quality,
+            cost=cost,
             latency=self._latency(elapsed),
             final=self.quality_fn is not None,
         )
+        if self.tracker is not None:
+            self._track(decision, elapsed, quality, cost)
         return CallResult(response, provider, decision, elapsed)
+
+    def _track(
+        self, decision: Decision, elapsed: float, quality: float | None, cost: float | None
+    ) -> None:
+        t = self.tracker
+        t.log_decision("provider", decision.provider)
+        t.log_decision("cohort", decision.cohort)
+        scores = {"latency_seconds": elapsed, "quality": quality, "cost": cost}
+        t.log_metrics({k: v for k, v in scores.items() if v is not None}, arm=decision.provider)
 
     async def _on_error(
         self, decision: Decision, prompt: str, kwargs: dict, exc: Exception, start: float
     ) -> CallResult:
         error = type(exc).__name__
         other = self._fallback_for(decision.provider) if self.fallback else None
+        if self.tracker is not None:
+            self.tracker.log_decision("provider", decision.provider)
+            self.tracker.log_decision("cohort", decision.cohort)
+            self.tracker.log_decision("error", decision.provider)
         # the chosen arm is charged the error; the fallback's result is never reported for it
         self._report(decision, error=error, fallback_provider=other, final=True)
         if other is None:

@@ -71,3 +71,38 @@ def test_producer_counters_are_exposed_without_secrets():
     assert p.describe()["partitioner"] == "murmur2_random"
     assert p.describe()["enable.idempotence"] is True
     assert p.close(0) == 0
+
+
+def test_llm_client_feeds_the_tracker():
+    import asyncio
+
+    from producers import LLMClient, ProviderSelector
+
+    reg = CollectorRegistry()
+    tracker = RLTracker("provider_selection", registry=reg)
+    sel = ProviderSelector(seed=0)
+
+    async def call_fn(provider, prompt, **kw):
+        if provider == "llama":
+            raise RuntimeError("down")
+        return "ok"
+
+    client = LLMClient(sel, call_fn, quality_fn=lambda p, q, r: 0.5, tracker=tracker)
+
+    async def run():
+        return [await client.call_detailed(f"q{i}") for i in range(9)]
+
+    results = asyncio.run(run())
+    chosen = [r.decision.provider for r in results]
+    for arm in set(chosen):
+        got = _value(
+            reg, "rlc_decisions_total", policy="provider_selection", kind="provider", value=arm
+        )
+        assert got == chosen.count(arm)
+    errors = _value(
+        reg, "rlc_decisions_total", policy="provider_selection", kind="error", value="llama"
+    )
+    assert errors == chosen.count("llama") > 0
+    assert (
+        _value(reg, "rlc_metric", policy="provider_selection", arm="gpt-4", name="quality") == 0.5
+    )
