@@ -134,6 +134,7 @@ class EventProducer:
             cfg = dict(self._config)
             cfg["on_delivery"] = self._on_delivery
             cfg["error_cb"] = self._on_error
+            cfg["logger"] = logging.getLogger("rl_commons.kafka")  # not librdkafka's stderr
             try:
                 producer = Producer(cfg)
             except (KafkaException, ValueError, TypeError) as exc:
@@ -197,8 +198,13 @@ class EventProducer:
     # -- hot path ----------------------------------------------------------------------------
     def send(self, topic: str, key: bytes | str, value: bytes) -> bool:
         """Enqueue one message; False (and counted) when it had to be dropped."""
-        producer = self._producer or self._ensure()
+        producer = self._producer
         if producer is None:
+            producer = self._ensure()
+            if producer is None:  # closed, or the config was refused
+                self.dropped += 1
+                return False
+        elif self._closed:  # after close(): nobody serves delivery reports any more
             self.dropped += 1
             return False
         try:

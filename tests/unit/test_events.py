@@ -165,3 +165,15 @@ def test_public_names_are_exported():
         "Decision",
     ):
         assert name in producers.__all__
+
+
+def test_send_after_close_is_a_counted_drop():
+    from policy_store import Settings
+    from producers import EventProducer
+
+    p = EventProducer(Settings(kafka_bootstrap="127.0.0.1:1"))
+    assert p.send("t", "k", b"{}") is True  # queued (nothing listens, nothing lost yet)
+    assert p.close(0) == 1
+    assert p.send("t", "k", b"{}") is False
+    m = p.metrics()
+    assert (m["enqueued"], m["dropped"], m["delivered"]) == (1, 1, 0)
