@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy_store import LinUCB, PolicyState
 from producers import DecisionEvent, OutcomeEvent, json_schemas, parse_event
@@ -177,3 +179,30 @@ def test_send_after_close_is_a_counted_drop():
     assert p.send("t", "k", b"{}") is False
     m = p.metrics()
     assert (m["enqueued"], m["dropped"], m["delivered"]) == (1, 1, 0)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    features=st.lists(finite, min_size=3, max_size=3),
+    propensity=st.floats(min_value=1e-300, max_value=1.0),
+    learned=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)),
+    timestamp=st.floats(min_value=0.0, max_value=4e9),
+    version=st.integers(min_value=0, max_value=2**53),
+)
+def test_fast_encoding_round_trips_any_finite_values(
+    features, propensity, learned, timestamp, version
+):
+    snap = _snapshot(version=version)
+    enc = _DecisionEncoder("p.v-1_x", snap)
+    features = tuple(features)
+    learned_arm = None if learned is None else "llama"
+    raw = enc.encode(
+        "id-1:2", timestamp, "gpt-4", propensity, features, "shadow", learned_arm, learned
+    )
+    event = parse_event(raw)
+    assert event.features == features and event.propensity == propensity
+    assert event.timestamp == timestamp and event.policy_version == version
+    assert event.learned_propensity == learned
