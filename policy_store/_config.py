@@ -25,9 +25,17 @@ class AlgorithmConfig(_Frozen):
     """Which bandit and its hyperparameters. Defaults were chosen on the simulator (docs/)."""
 
     name: Literal["linucb", "ts"] = "linucb"
-    alpha: float = Field(0.5, ge=0, description="LinUCB exploration width (UCB = θᵀx + α·σ).")
+    alpha: float = Field(
+        0.3,
+        ge=0,
+        description="LinUCB exploration width (UCB = θᵀx + α·σ); chosen on the simulator "
+        "(docs/algorithms.md).",
+    )
     epsilon: float = Field(
-        0.02, ge=0, lt=1, description="Probability floor spread over arms so every arm is logged."
+        0.01,
+        ge=0,
+        lt=1,
+        description="Probability floor spread over arms so every arm is logged (ε/K each).",
     )
     ridge: float = Field(1.0, gt=0, description="Prior precision λ: A = λI + Σxxᵀ.")
     forgetting: float = Field(

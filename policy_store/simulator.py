@@ -10,9 +10,10 @@ Contexts: ``x = [1, z]`` (an intercept, then ``d − 1`` features) with
 the intercept of each arm is drawn from U(``base_low``, ``base_high``) — the arm's
 average reward — and its feature weights from N(0, ``spread²``), so that the best
 arm depends on the context by about ``spread``. With ``correlation`` ρ > 0 the
-arms' weight vectors share a common part (ρ·w + sqrt(1 − ρ²)·w_a, same marginal
-spread): a context that is hard for one provider tends to be hard for all, as
-with LLM providers (long prompts cost more everywhere). ρ = 0: independent arms.
+arms' weight vectors share a common part (sqrt(ρ)·w + sqrt(1 − ρ)·w_a, so any two
+arms' weights have correlation ρ and the same marginal spread): a context that is
+hard for one provider tends to be hard for all, as with LLM providers (long
+prompts cost more everywhere). ρ = 0: independent arms.
 With the defaults, expected rewards lie mostly in [0, 1] like the project's
 reward (quality / cost / latency).
 
@@ -114,7 +115,7 @@ class LinearSimulator:
         own = self.rng.normal(0.0, self.spread, size=(K, d - 1))
         common = self.rng.normal(0.0, self.spread, size=(1, d - 1))
         rho = self.correlation
-        weights = rho * common + math.sqrt(1.0 - rho * rho) * own
+        weights = math.sqrt(rho) * common + math.sqrt(1.0 - rho) * own
         return np.hstack([base, weights])
 
     def context(self) -> np.ndarray:

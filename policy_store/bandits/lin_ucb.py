@@ -34,8 +34,8 @@ class LinUCB(Algorithm):
 
     def __init__(
         self,
-        alpha: float = 0.5,
-        epsilon: float = 0.02,
+        alpha: float = 0.3,
+        epsilon: float = 0.01,
         ridge: float = 1.0,
         forgetting: float = 1.0,
         pooled: bool = True,

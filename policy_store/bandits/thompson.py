@@ -45,7 +45,7 @@ class LinearThompson(Algorithm):
     def __init__(
         self,
         scale: float = 0.3,
-        epsilon: float = 0.02,
+        epsilon: float = 0.01,
         ridge: float = 1.0,
         forgetting: float = 1.0,
         n_samples: int = 256,
