@@ -81,4 +81,8 @@ class SimulatedProxy:
         )
 
     def close(self) -> None:
-        self.selector.close(timeout=10.0)
+        """Flush the events (up to 10 s), stop the reader, and let the Kafka client go."""
+        if self.selector is not None:
+            self.selector.close(timeout=10.0)
+        self.selector = None
+        self.client = None

@@ -89,6 +89,7 @@ class DemoOptions:
     external: bool = False  # use RL_COMMONS_* services instead of starting embedded ones
     start_worker: bool = True
     drain_timeout: float = 20.0
+    max_lag: int = 150  # requests not yet rewarded by the stream before the proxy slows down
 
     def validate(self) -> None:
         if self.requests < 1:
@@ -140,7 +141,8 @@ def demo_policy_config(name: str, arms: list[str], rollout: float) -> PolicyConf
         name=name,
         arms=tuple(arms),
         n_features=len(FEATURE_NAMES),
-        algorithm=AlgorithmConfig(name="linucb", alpha=0.5, epsilon=0.02),
+        # rewards here vary by about ±0.05, so a narrower confidence bonus than the default
+        algorithm=AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02),
         reward=demo_reward_spec().model_copy(update={"window_seconds": 60.0}),
         rollout_fraction=rollout,
         baseline_arm="gpt-4" if "gpt-4" in arms else arms[0],
@@ -475,6 +477,11 @@ class Demo:
         p(r.report_text)
         p()
         p(f"requests {r.requests} in {r.seconds:.0f} s; rewards joined by the stream {r.rewards}")
+        if loop.waited > 1.0:
+            p(
+                f"the proxy waited {loop.waited:.0f} s in all for the stream to catch up "
+                f"(more than {self.opts.max_lag} requests behind: a busy machine)"
+            )
         steps = " → ".join(f"{f:.0%}@{i}" for i, f in r.rollout_steps)
         p(f"rollout steps (fraction@request): {steps}")
         if loop.watch is not None:
@@ -539,7 +546,9 @@ class _Loop:
         self.arms_rl: deque[str] = deque(maxlen=200)
         self.cohorts: Counter[str] = Counter()
         self._step_time = 0.0
+        self.waited = 0.0
         self.t0 = time.monotonic()
+        self._pace0 = self.t0
 
     def greedy_by_task(self) -> dict[str, str] | None:
         view = self.probe.view
@@ -560,7 +569,7 @@ class _Loop:
         self.store.update_config(opts.policy, rollout_fraction=self.controller.fraction)
         try:
             for i in range(opts.requests):
-                target = self.t0 + i * interval
+                target = self._pace0 + i * interval
                 delay = target - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -571,6 +580,7 @@ class _Loop:
                     self.world.best(req, self.spec), req, self.spec)))  # fmt: skip
                 served = await self.proxy.handle(req)
                 self.served += 1
+                await self._keep_up()
                 self.index_of[served.decision_id] = i
                 self.cohorts[served.cohort] += 1
                 if served.cohort == "rl":
@@ -591,6 +601,21 @@ class _Loop:
             progress.update(self.served, self._figures(), force=True)
         finally:
             progress.close()
+
+    async def _keep_up(self) -> None:
+        """Slow down while the stream is more than ``max_lag`` requests behind (a loaded
+        machine): the demo is about learning from feedback, so it waits for the feedback —
+        at most 2 s per request. The extra time is counted in ``waited``."""
+        if self.served - len(self.collector) <= self.opts.max_lag:
+            return
+        start = time.monotonic()
+        while self.served - len(self.collector) > self.opts.max_lag:
+            if time.monotonic() - start > 2.0:
+                break
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - start
+        self.waited += waited
+        self._pace0 += waited  # keep the pace from here on instead of rushing to catch up
 
     def _check_children(self) -> None:
         for child in self.demo.children:
@@ -647,7 +672,7 @@ class _Loop:
             "base": _fmt(mean["baseline"]),
             "rl mix " + "/".join(self.world.names): mix,
             "v": str(self.probe.version if self.probe.version is not None else "-"),
-            "rewards": str(len(self.collector)),
+            "rewarded": str(len(self.collector)),
         }
 
 
