@@ -42,6 +42,7 @@ from policy_store import (  # noqa: E402
 )
 from policy_store.simulator import LinearSimulator  # noqa: E402
 from producers import (  # noqa: E402
+    EventProducer,
     FixedBaseline,
     ProviderSelector,
     SafeProviderSelector,
@@ -79,26 +80,35 @@ def train(store: RedisPolicyStore, name: str, d: int, seed: int) -> None:
 
 
 def build(settings: Settings, seed: int) -> tuple[dict, list]:
-    """The timed callables (each takes one request dict) and the objects to close."""
+    """The timed callables (each takes one request dict) and the objects to close.
+
+    Like one proxy process: one producer, one reader per policy. The d=16 policy's
+    reader is shared by the plain and the safe selector (rollout fraction 1.0, so
+    the safe one serves the rl cohort).
+    """
     store = RedisPolicyStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-    store.create(make_config(name="bench16", arms=ARMS, n_features=N_FEATURES))
+    store.create(
+        make_config(name="bench16", arms=ARMS, n_features=N_FEATURES, rollout_fraction=1.0)
+    )
     store.create(make_config(name="bench7", arms=ARMS, n_features=len(default_features({}))))
-    store.create(make_config(name="safe16", arms=ARMS, n_features=N_FEATURES, rollout_fraction=1.0))
-    for name, d in (("bench16", N_FEATURES), ("bench7", 7), ("safe16", N_FEATURES)):
+    for name, d in (("bench16", N_FEATURES), ("bench7", 7)):
         train(store, name, d, seed)
 
     def given(request):
         return request["features"]
 
-    sel16 = ProviderSelector.connect("bench16", settings, feature_fn=given, seed=seed)
-    sel7 = ProviderSelector.connect("bench7", settings, seed=seed)
-    safe = SafeProviderSelector.connect(
-        "safe16", settings, feature_fn=given, seed=seed, baseline=FixedBaseline("gpt-4")
+    producer = EventProducer(settings)
+    topics = Topics.from_settings(settings)
+    reader16 = PolicyReader(store, "bench16", poll_interval=settings.poll_interval, seed=seed)
+    reader7 = PolicyReader(store, "bench7", poll_interval=settings.poll_interval, seed=seed)
+    common = {"seed": seed, "producer": producer, "topics": topics}
+    sel16 = ProviderSelector(feature_fn=given, reader=reader16, **common)
+    safe = SafeProviderSelector(
+        baseline=FixedBaseline("gpt-4"), feature_fn=given, reader=reader16, **common
     )
-    reader = PolicyReader(store, "bench16", seed=seed, start=False)
-    for obj in (sel16, sel7, safe):
-        assert obj.source.wait_for_version(1, timeout=10), "policy not loaded"
-    reader.refresh()
+    sel7 = ProviderSelector(reader=reader7, **common)
+    for r in (reader16, reader7):
+        assert r.wait_for_version(1, timeout=10), "policy not loaded"
 
     sim = LinearSimulator(N_ARMS, N_FEATURES, seed=seed)
     stream = sim.stream(TRAIN)
@@ -129,11 +139,11 @@ def build(settings: Settings, seed: int) -> tuple[dict, list]:
             r, request_key=r["user"]
         ),
         "ProviderSelector.select + enqueue (default features of a prompt, d=7)": sel7.select,
-        "PolicyReader.select only, no event (d=16)": lambda r: reader.select(r["array"]),
+        "PolicyReader.select only, no event (d=16)": lambda r: reader16.select(r["array"]),
         "VW --cb_explore_adf --squarecb predict (d=16)": vw_select,
         "MABWiser LinUCB predict (d=16)": lambda r: mab.select(r["array"]),
     }
-    return fns, [sel16, sel7, safe]
+    return fns, [producer, reader16, reader7]
 
 
 def requests(seed: int, n: int = 1000) -> list[dict]:
@@ -213,17 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(bootstrap, Topics(settings.topic_prefix))
         fns, closers = build(settings, args.seed)
         times = measure(fns, requests(args.seed), args.iterations)
-        sent = [c.close(timeout=30) for c in closers]
-        m = [c.producer.metrics() for c in closers]
-        closers = []
-        enqueued = sum(x["enqueued"] for x in m)
-        delivered = sum(x["delivered"] for x in m)
-        dropped = sum(x["dropped"] for x in m)
+        producer = closers[0]
+        left = producer.close(timeout=30)
+        m = producer.metrics()
     finally:
         for c in closers:
-            c.close(timeout=5)
+            c.close()
         stop()
-    del sent
+    enqueued, dropped = m["enqueued"], m["dropped"]
+    delivered = enqueued - left - m["delivery_failed"]
     cmd = "python benchmarks/bench_proxy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
         f"Command: `{cmd.strip()}`  \n"
