@@ -193,3 +193,45 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: 
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_progress(
+    value: Callable[[], float],
+    target: float,
+    what: str,
+    *,
+    activity: Callable[[], object] | None = None,
+    stall: float = 60.0,
+) -> float:
+    """Poll ``value`` until it reaches ``target``; fail only if nothing moves for ``stall`` s.
+
+    A loaded machine makes the loop slower, not wrong: the deadline moves with progress.
+    ``activity`` (e.g. a worker's input counter) also counts as progress.
+    """
+
+    def probe() -> tuple[float, object]:
+        return value(), (activity() if activity is not None else None)
+
+    last = probe()
+    last_change = time.monotonic()
+    while last[0] < target:
+        time.sleep(0.1)
+        now = probe()
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > stall:
+            raise AssertionError(f"{what}: stuck at {last[0]} of {target} for {stall:.0f}s")
+    return last[0]
+
+
+def worker_activity(worker) -> float:
+    """Events the worker has read so far (its Prometheus counter), or -1 when unreachable."""
+    try:
+        text = worker.metrics()
+    except Exception:
+        return -1.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("rlc_events_in_total")
+    )

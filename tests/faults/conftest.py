@@ -3,12 +3,21 @@
 Each fault test gets its own Tansu broker and redis-server (never the session
 services other tests share), so stopping them harms nobody else. Redis keeps an
 append-only file in a temporary directory so a stop/start on the same port is an
-outage, not a data loss. Tansu is memory-only: after a restart the topics are
-gone and ``restart_broker`` re-creates them before traffic resumes.
+outage, not a data loss.
+
+Tansu is memory-only: after a restart the topics are gone (``start_broker``
+re-creates them before traffic resumes) and so are the producer ids it handed
+out, and an idempotent librdkafka producer then loops on UNKNOWN_PRODUCER_ID
+(a real Kafka cluster keeps producer state in its log). Outages the producer
+must ride out are therefore made with ``freeze_broker``/``thaw_broker``
+(SIGSTOP/SIGCONT): the broker stops answering for the whole outage and keeps
+its state.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,6 +81,15 @@ class FaultServices:
     def start_redis(self) -> None:
         self.redis = _redis(self.redis_dir, port=self.redis.port).start()
         self._note("redis start")
+
+    def freeze_broker(self) -> None:
+        """SIGSTOP the broker: it keeps its state but answers nothing until ``thaw_broker``."""
+        self._note("broker freeze")
+        os.kill(self.broker.proc.pid, signal.SIGSTOP)
+
+    def thaw_broker(self) -> None:
+        os.kill(self.broker.proc.pid, signal.SIGCONT)
+        self._note("broker thaw")
 
     def stop_broker(self) -> None:
         self._note("broker kill")
