@@ -68,7 +68,6 @@ class PolicyReader:
         self._clock = clock
         self._view: ReaderView | None = None
         self._last_ok: float | None = None
-        self._config_json: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh_errors = 0
@@ -111,26 +110,22 @@ class PolicyReader:
         try:
             head = self.store.head(self.policy)
             view = self._view
-            cfg_json = head.config.to_json()
             if view is not None and head.version == view.snapshot.version:
-                if cfg_json == self._config_json:
+                if head.config is view.config or head.config == view.config:
                     self._last_ok = self._clock()
                     return False
             state = self.store.read_state(self.policy)
             algo = make_algorithm(head.config.algorithm)
             snap = algo.snapshot(state, head.config.arms, head.config.n_features)
-            self._install(head.config, algo, snap, cfg_json)
+            self._install(head.config, algo, snap)
             return True
         except Exception as exc:  # the proxy must keep serving whatever happens here
             self.refresh_errors += 1
             log.debug("policy refresh failed for %s: %s", self.policy, exc)
             return False
 
-    def _install(
-        self, config: PolicyConfig, algo: Algorithm, snap: Snapshot, cfg_json: str
-    ) -> None:
+    def _install(self, config: PolicyConfig, algo: Algorithm, snap: Snapshot) -> None:
         self._view = ReaderView(config, algo, snap, self._clock())
-        self._config_json = cfg_json
         self._last_ok = self._clock()
         self.refreshes += 1
 

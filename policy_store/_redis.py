@@ -44,6 +44,7 @@ class RedisPolicyStore(PolicyStore):
         self.client = client
         self.prefix = prefix
         self._clock = clock
+        self._head_cache: dict[str, tuple[bytes, PolicyConfig]] = {}
         src = resources.files(__package__).joinpath("apply.lua").read_text()
         self._apply_script = client.register_script(src)
 
@@ -126,10 +127,14 @@ class RedisPolicyStore(PolicyStore):
         raw_cfg, raw_v, raw_t = self._call(self.client.mget, [k.config, k.version, k.updated_at])
         if raw_cfg is None:
             raise self._unknown(name)
+        cached = self._head_cache.get(name)
+        if cached is not None and cached[0] == raw_cfg:
+            config = cached[1]  # unchanged bytes: skip parsing (polled every 100 ms)
+        else:
+            config = PolicyConfig.from_json(raw_cfg)
+            self._head_cache[name] = (raw_cfg, config)
         return Head(
-            version=int(raw_v or 0),
-            config=PolicyConfig.from_json(raw_cfg),
-            updated_at=float(raw_t) if raw_t else None,
+            version=int(raw_v or 0), config=config, updated_at=float(raw_t) if raw_t else None
         )
 
     def read_state(self, name: str) -> PolicyState:

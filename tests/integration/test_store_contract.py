@@ -195,9 +195,9 @@ def test_reader_sees_new_version(store):
     store.create(_cfg(arms=("a", "b"), d=2))
     with PolicyReader(store, "p", poll_interval=0.02, seed=1) as reader:
         assert reader.version == 0
-        v = store.apply(
-            "p", [Observation(f"d{i}", "b", (1.0, 0.0), 1.0) for i in range(50)]
-        ).version
+        obs = [Observation(f"d{i}", "b", (1.0, 0.0), 1.0) for i in range(50)]
+        obs += [Observation(f"e{i}", "a", (1.0, 0.0), 0.0) for i in range(50)]
+        v = store.apply("p", obs).version
         assert reader.wait_for_version(v, timeout=5)
         # b is clearly better now: the greedy arm is b
         sel = reader.select([1.0, 0.0])
