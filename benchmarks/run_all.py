@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,11 @@ class Bench:
 KNOWN = (
     Bench("select", "Selection latency", ("--iterations", "5000")),
     Bench("proxy", "Proxy overhead: select + enqueue", ("--iterations", "5000")),
-    Bench("pipeline", "Pipeline throughput and freshness"),
+    Bench(
+        "pipeline",
+        "Pipeline throughput and freshness",
+        ("--pairs", "10000", "--raw", "20000", "--fresh", "50"),
+    ),
     Bench(
         "learning",
         "Learning quality against Vowpal Wabbit and MABWiser",
@@ -96,16 +101,7 @@ def run_one(bench: Bench, extra: list[str], timeout: float) -> Outcome:
             ["python", f"benchmarks/{bench.script.name}", *map(shlex.quote, extra)]
         ).strip()
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-            )
-            rc: int | None = proc.returncode
-            stdout, stderr = proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc = None
-            stdout = _text(exc.stdout)
-            stderr = _text(exc.stderr)
+        rc, stdout, stderr = _run(argv, timeout)
         seconds = time.perf_counter() - t0
         text = out.read_text() if out.exists() and out.stat().st_size else stdout
         text = text.replace(f" --out {out}", "")
@@ -119,10 +115,32 @@ def scrub(text: str) -> str:
     return re.sub(r"(?<![\w.])/tmp/[^\s`'\"]*", "<tmp>", text)
 
 
-def _text(b: bytes | str | None) -> str:
-    if b is None:
-        return ""
-    return b.decode(errors="replace") if isinstance(b, bytes) else b
+def _run(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
+    """Run in a new process group; on timeout interrupt the whole group (so the benchmark
+    stops the services it started), then kill what is left. Returns (code or None, out, err)."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        return None, out, err
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def demote_headings(markdown: str, levels: int = 2) -> str:
