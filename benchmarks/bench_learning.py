@@ -157,6 +157,19 @@ def evaluate(
     return results
 
 
+def per_setting_table(results: dict[str, Result], settings: list[Setting], seeds: list[int]) -> str:
+    """Regret per round of every learner in every setting (mean over seeds)."""
+    n = len(seeds)
+    lines = [
+        "| setting | " + " | ".join(r.name for r in results.values()) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for i, setting in enumerate(settings):
+        cells = [f"{np.mean(r.regret[i * n : (i + 1) * n]):.4f}" for r in results.values()]
+        lines.append(f"| {setting.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def comparison_table(results: dict[str, Result], ours_key: str = "ours") -> str:
     ours = results[ours_key].mean_regret
     peers = [r for k, r in results.items() if k not in (ours_key, "uniform")]
@@ -274,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Settings: {', '.join(s.name for s in settings)}; seeds {seeds[0]}..{seeds[-1]}; "
         f"{args.rounds} rounds per stream; {elapsed:.0f} s in total.\n"
     )
-    body = sweep_table(results, settings, seeds) if args.sweep else comparison_table(results)
+    if args.sweep:
+        body = sweep_table(results, settings, seeds)
+    else:
+        body = (
+            comparison_table(results)
+            + "\n\nRegret per round by setting (mean over seeds):\n\n"
+            + per_setting_table(results, settings, seeds)
+        )
     text = header + "\n" + body + "\n"
     print(text)
     if args.out:
