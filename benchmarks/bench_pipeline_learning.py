@@ -390,8 +390,6 @@ def evaluate(
                     name, seed, p_regret, p_reward, i_regret, i_reward, delayed, u_regret, res
                 )
                 rows.append(row)
-                if os.environ.get("RLC_BENCH_DEBUG"):
-                    print(res.lag_rounds[::50].tolist(), file=sys.stderr)
                 if progress:
                     print(
                         f"  {name} seed {seed}: pipeline {p_regret:.4f}, in-process "
