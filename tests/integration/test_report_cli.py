@@ -121,7 +121,10 @@ def test_report_from_redis_aggregates(settings, redis_client, capsys):
 
 
 def test_evaluate_current_policy_and_candidate(settings, topics, redis_store, capsys, tmp_path):
-    cfg = make_config(name="routing", arms=("gpt-4", "llama"), n_features=2)
+    # the logging policy explores enough (ε = 0.2) for every arm to be seen in every context
+    cfg = make_config(
+        name="routing", arms=("gpt-4", "llama"), n_features=2, algorithm={"epsilon": 0.2}
+    )
     redis_store.create(cfg)
     rng = np.random.default_rng(7)
     # learned state: llama is good for feature 1, gpt-4 for feature 0
@@ -150,7 +153,7 @@ def test_evaluate_current_policy_and_candidate(settings, topics, redis_store, ca
     ]
     produce(settings.kafka_bootstrap, topics.rewards, events)
     cand = tmp_path / "cand.json"
-    cand.write_text(json.dumps({"algorithm": {"epsilon": 0.5}}))
+    cand.write_text(json.dumps({"algorithm": {"epsilon": 0.8}}))
 
     rc = main(
         ["evaluate", "routing", "--json", "--candidate-config", str(cand), *cli_args(settings)]
@@ -164,8 +167,10 @@ def test_evaluate_current_policy_and_candidate(settings, topics, redis_store, ca
     # the target is the logging policy: every weight is 1, IPS = SNIPS = logged mean
     assert cur["ips"]["estimate"] == pytest.approx(logged)
     assert cur["snips"]["estimate"] == pytest.approx(logged)
-    assert cur["dr"]["low"] <= logged <= cur["dr"]["high"]
-    # a candidate exploring half the time must be worse: the paired DR difference is negative
+    # the true value: the greedy arm (reward 0.8) with probability 1 − ε/2, else 0.3
+    truth = (1 - 0.2 / 2) * 0.8 + 0.2 / 2 * 0.3
+    assert cur["dr"]["estimate"] == pytest.approx(truth, abs=0.03)
+    # a candidate exploring 80% of the time must be worse: the paired DR difference is negative
     diff = data["candidate_minus_current_dr"]
     assert diff["high"] < 0
     assert data["candidate"]["dr"]["estimate"] < cur["dr"]["estimate"]

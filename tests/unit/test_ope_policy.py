@@ -16,7 +16,8 @@ from policy_store import (
 from producers import RewardComponents, RewardEvent
 from stream_app.evaluation._evaluate import candidate_config, evaluate_policy, logged_data
 
-CFG = make_config(name="p", arms=("a", "b"), n_features=2)
+# ε = 0.1: the logs contain every arm in every context, which OPE needs
+CFG = make_config(name="p", arms=("a", "b"), n_features=2, algorithm={"epsilon": 0.1})
 
 
 def learned_state(rng) -> PolicyState:
@@ -61,7 +62,10 @@ def test_current_policy_on_its_own_logs_is_the_logged_mean():
     res = evaluate_policy(events, CFG, state)
     mean = np.mean([e.reward for e in events])
     assert res.current.ips.estimate == pytest.approx(mean)
-    assert res.current.dr.contains(mean)
+    # true value: greedy arm (0.9) with probability 1 − ε/2, the other (0.2) with ε/2
+    eps = CFG.algorithm.epsilon
+    truth = (1 - eps / 2) * 0.9 + eps / 2 * 0.2
+    assert res.current.dr.estimate == pytest.approx(truth, abs=0.02)
     assert res.version == 5
 
 
@@ -73,7 +77,7 @@ def test_candidate_that_explores_more_is_estimated_worse_with_the_true_gap_insid
     assert cand.algorithm.alpha == CFG.algorithm.alpha  # untouched fields kept
     res = evaluate_policy(events, CFG, state, candidate=cand)
     # truth: the greedy arm earns 0.9, the other 0.2; ε spreads ε/2 onto the wrong arm
-    true_gap = -(0.6 - 0.02) / 2 * (0.9 - 0.2)
+    true_gap = -(0.6 - CFG.algorithm.epsilon) / 2 * (0.9 - 0.2)
     assert res.candidate_minus_current.contains(true_gap)
     assert res.candidate_minus_current.high < 0
     assert "candidate − current" in res.to_text()
