@@ -275,7 +275,12 @@ def _assemble(
         )
 
     notes = list(notes)
-    if counts[LEARNED] == 0 or counts[BASELINE] == 0:
+    if counts[LEARNED] == 0 and counts[BASELINE] == 0:
+        notes.append(
+            "no rewards of the learned or baseline cohort: check the policy name and the topic "
+            "prefix, and that the stream app is running"
+        )
+    elif counts[LEARNED] == 0 or counts[BASELINE] == 0:
         missing = BASELINE if counts[BASELINE] == 0 else LEARNED
         hint = (
             "set rollout_fraction below 1 so some traffic stays on the baseline"

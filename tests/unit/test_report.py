@@ -116,6 +116,13 @@ def test_missing_cohort_is_explained_and_json_is_valid():
     assert "UNDECIDED" in rep.to_text()
 
 
+def test_no_rewards_at_all_is_explained():
+    rep = build_report([], policy="p")
+    assert rep.quality_non_inferior is None
+    assert any("check the policy name" in n for n in rep.notes)
+    json.dumps(rep.to_dict(), allow_nan=False)
+
+
 def test_dicts_are_accepted_like_events():
     events = two_cohorts(60, 0.8, 0.7, 0.3, 0.5)
     a = build_report(events).to_dict()
