@@ -57,8 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from policy_store import Settings
 
-    from ..demo import DemoOptions, run_demo
-    from ..demo._runner import Demo
+    from ..demo import Demo, DemoOptions, run_demo
 
     opts = DemoOptions(
         requests=args.requests,

@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,116 +37,22 @@ from typing import Any, TextIO
 import numpy as np
 
 from policy_store import (
-    AlgorithmConfig,
-    PolicyConfig,
     PolicyReader,
     RedisPolicyStore,
     Settings,
-    make_config,
 )
 from producers.simulated import (
     FEATURE_NAMES,
-    TASK_TOKENS,
-    TASK_TYPES,
     RequestGenerator,
     SimulatedProviders,
-    best_by_task,
     demo_reward_spec,
-    request_features,
 )
 
 from ._curve import CurvePoint, plot_learning_curve
+from ._loop import RequestLoop, fmt_number
+from ._options import CHANGES, AlwaysProvider, DemoOptions, PriorityRule, demo_policy_config
 from ._procs import Child, wait_http
-from ._progress import Progress
 from ._rewards import RewardCollector
-from ._rollout import DEFAULT_STEPS, RolloutController
-from ._watch import ChangeWatch
-
-CHANGES = {
-    "llama-worse": ("llama", {"quality_delta": -0.3}, "llama's quality drops by 0.30"),
-    "claude-cheaper": ("claude-3", {"price_factor": 0.2}, "claude-3 becomes 5× cheaper"),
-    "none": (None, {}, "no change"),
-}
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """Everything ``rl-commons demo`` can be told (defaults: about 2 minutes on 2 cores)."""
-
-    requests: int = 3000
-    duration: float = 75.0
-    seed: int = 7
-    plot: bool = True
-    out: Path = Path("demo-output")
-    policy: str = "provider_selection"
-    baseline: str = "priority"  # "priority" rule, or the name of one provider to always call
-    change: str = "llama-worse"
-    change_at: float = 0.5  # fraction of the requests
-    check_every: int = 250
-    steps: tuple[float, ...] = DEFAULT_STEPS
-    dashboard: bool = True
-    external: bool = False  # use RL_COMMONS_* services instead of starting embedded ones
-    start_worker: bool = True
-    drain_timeout: float = 20.0
-    max_lag: int = 150  # requests not yet rewarded by the stream before the proxy slows down
-
-    def validate(self) -> None:
-        if self.requests < 1:
-            raise ValueError("--requests must be ≥ 1")
-        if self.duration <= 0:
-            raise ValueError("--duration must be > 0 seconds")
-        if self.change not in CHANGES:
-            raise ValueError(f"--change must be one of {sorted(CHANGES)}")
-        if not 0.0 < self.change_at < 1.0:
-            raise ValueError("change_at must be a fraction in (0, 1)")
-        if self.check_every < 10:
-            raise ValueError("check_every must be ≥ 10 requests")
-
-
-class PriorityRule:
-    """The proxy's existing routing, used as the baseline: a static rule by priority.
-
-    ``speed`` and ``cost`` requests go to the cheap, fast model; everything else to the
-    strongest one — what many proxies do before they learn anything.
-    """
-
-    def __init__(self, strong: str = "gpt-4", cheap: str = "llama") -> None:
-        self.strong = strong
-        self.cheap = cheap
-
-    def select_provider(self, request: dict[str, Any]) -> str:
-        return self.cheap if request.get("priority") in ("speed", "cost") else self.strong
-
-    def __repr__(self) -> str:
-        return f"priority rule (speed/cost → {self.cheap}, else → {self.strong})"
-
-
-class AlwaysProvider:
-    """Baseline that always calls one provider."""
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-
-    def select_provider(self, request: dict[str, Any]) -> str:
-        return self.provider
-
-    def __repr__(self) -> str:
-        return f"always {self.provider}"
-
-
-def demo_policy_config(name: str, arms: list[str], rollout: float) -> PolicyConfig:
-    """The demo policy: LinUCB over the simulator's features, the demo reward spec."""
-    return make_config(
-        name=name,
-        arms=tuple(arms),
-        n_features=len(FEATURE_NAMES),
-        # rewards here vary by about ±0.05, so a narrower confidence bonus than the default
-        algorithm=AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02),
-        reward=demo_reward_spec().model_copy(update={"window_seconds": 60.0}),
-        rollout_fraction=rollout,
-        baseline_arm="gpt-4" if "gpt-4" in arms else arms[0],
-        max_staleness_seconds=30.0,
-    )
 
 
 @dataclass
@@ -193,15 +98,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def _fmt(v: float | None, spec: str = ".3f") -> str:
-    return "-" if v is None or not math.isfinite(v) else format(v, spec)
-
-
-def _canonical_request(task: str) -> dict[str, Any]:
-    tin, tout = TASK_TOKENS[task]
-    return {"task_type": task, "prompt_tokens": int(tin), "max_tokens": int(tout)}
 
 
 class Demo:
@@ -391,7 +287,7 @@ class Demo:
             f"(seed {opts.seed}); world change: {CHANGES[opts.change][2]} "
             f"at request {int(opts.requests * opts.change_at)}"
         )
-        loop = _Loop(self, world, gen, spec, store, probe, proxy, collector)
+        loop = RequestLoop(self, world, gen, spec, store, probe, proxy, collector)
         asyncio.run(loop.run())
         collector_wait(collector, loop.served, opts.drain_timeout)
         seconds = time.monotonic() - t_start
@@ -399,7 +295,7 @@ class Demo:
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(
-        self, out_dir: Path, loop: _Loop, collector: RewardCollector, seconds: float
+        self, out_dir: Path, loop: RequestLoop, collector: RewardCollector, seconds: float
     ) -> DemoResult:
         from ..evaluation import build_report
 
@@ -471,7 +367,7 @@ class Demo:
         self._print_summary(result, loop)
         return result
 
-    def _print_summary(self, r: DemoResult, loop: _Loop) -> None:
+    def _print_summary(self, r: DemoResult, loop: RequestLoop) -> None:
         p = lambda s="": print(s, file=self.out)  # noqa: E731
         p()
         p(r.report_text)
@@ -491,8 +387,8 @@ class Demo:
         verdict = {True: "YES", False: "NO", None: "UNDECIDED"}[r.learned_beats_baseline]
         p(
             f"learned cohort beats baseline on reward: {verdict} "
-            f"(rl − baseline {_fmt(d.get('estimate'), '+.4f')}, "
-            f"95% interval [{_fmt(d.get('low'), '+.4f')}, {_fmt(d.get('high'), '+.4f')}])"
+            f"(rl − baseline {fmt_number(d.get('estimate'), '+.4f')}, 95% interval "
+            f"[{fmt_number(d.get('low'), '+.4f')}, {fmt_number(d.get('high'), '+.4f')}])"
         )
         for name, path in r.files.items():
             p(f"{name:<15}{path}")
@@ -521,159 +417,6 @@ def collector_wait(collector: RewardCollector, expected: int, timeout: float) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(collector) < expected:
         time.sleep(0.2)
-
-
-class _Loop:
-    """The request loop: pacing, rollout checks, probes, the world change, live figures."""
-
-    def __init__(self, demo, world, gen, spec, store, probe, proxy, collector) -> None:
-        self.demo = demo
-        self.opts: DemoOptions = demo.opts
-        self.world: SimulatedProviders = world
-        self.gen: RequestGenerator = gen
-        self.spec = spec
-        self.store: RedisPolicyStore = store
-        self.probe: PolicyReader = probe
-        self.proxy = proxy
-        self.collector: RewardCollector = collector
-        self.controller = RolloutController(steps=self.opts.steps)
-        self.rollout_steps: list[tuple[int, float]] = [(0, self.controller.fraction)]
-        self.index_of: dict[str, int] = {}
-        self.oracle: list[tuple[int, float]] = []
-        self.served = 0
-        self.errors = 0
-        self.watch: ChangeWatch | None = None
-        self.arms_rl: deque[str] = deque(maxlen=200)
-        self.cohorts: Counter[str] = Counter()
-        self._step_time = 0.0
-        self.waited = 0.0
-        self.t0 = time.monotonic()
-        self._pace0 = self.t0
-
-    def greedy_by_task(self) -> dict[str, str] | None:
-        view = self.probe.view
-        if view is None:
-            return None
-        out = {}
-        for task in TASK_TYPES:
-            x = np.asarray(request_features(_canonical_request(task)))
-            out[task] = view.snapshot.arms[view.algorithm.greedy(view.snapshot, x)]
-        return out
-
-    async def run(self) -> None:
-        opts = self.opts
-        progress = Progress(opts.requests, self.demo.err)
-        change_at = int(opts.requests * opts.change_at) if opts.change != "none" else None
-        interval = opts.duration / opts.requests
-        next_check = opts.check_every
-        self.store.update_config(opts.policy, rollout_fraction=self.controller.fraction)
-        try:
-            for i in range(opts.requests):
-                target = self._pace0 + i * interval
-                delay = target - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if change_at is not None and i == change_at:
-                    self._change(i, progress)
-                req = self.gen.next()
-                self.oracle.append((i, self.world.expected_reward(
-                    self.world.best(req, self.spec), req, self.spec)))  # fmt: skip
-                served = await self.proxy.handle(req)
-                self.served += 1
-                await self._keep_up()
-                self.index_of[served.decision_id] = i
-                self.cohorts[served.cohort] += 1
-                if served.cohort == "rl":
-                    self.arms_rl.append(served.arm)
-                if served.error:
-                    self.errors += 1
-                if i + 1 >= next_check:
-                    next_check += opts.check_every
-                    self._check_children()
-                    self._check_rollout(i + 1, progress)
-                if self.watch is not None and self.watch.detected is None and i % 10 == 0:
-                    greedy = self.greedy_by_task()
-                    if greedy is not None and self.watch.observe(
-                        i, time.monotonic() - self.t0, greedy
-                    ):
-                        progress.message(f"  ↳ {self.watch.describe()}")
-                progress.update(i + 1, self._figures())
-            progress.update(self.served, self._figures(), force=True)
-        finally:
-            progress.close()
-
-    async def _keep_up(self) -> None:
-        """Slow down while the stream is more than ``max_lag`` requests behind (a loaded
-        machine): the demo is about learning from feedback, so it waits for the feedback —
-        at most 2 s per request. The extra time is counted in ``waited``."""
-        if self.served - len(self.collector) <= self.opts.max_lag:
-            return
-        start = time.monotonic()
-        while self.served - len(self.collector) > self.opts.max_lag:
-            if time.monotonic() - start > 2.0:
-                break
-            await asyncio.sleep(0.05)
-        waited = time.monotonic() - start
-        self.waited += waited
-        self._pace0 += waited  # keep the pace from here on instead of rushing to catch up
-
-    def _check_children(self) -> None:
-        for child in self.demo.children:
-            if child.name == "worker" and not child.running:
-                raise RuntimeError(
-                    f"the stream worker exited with code {child.proc.returncode}; "
-                    f"its log ({child.log_path}) ends with:\n{child.tail()}"
-                )
-
-    def _change(self, i: int, progress: Progress) -> None:
-        provider, changes, text = CHANGES[self.opts.change]
-        greedy = self.greedy_by_task() or {}
-        self.world.change(provider, **changes)
-        new_best = best_by_task(self.spec, self.world.profiles)
-        self.watch = ChangeWatch.start(
-            i, time.monotonic() - self.t0, greedy, new_best, provider=provider
-        )
-        progress.message(f"request {i}: the world changed — {text}")
-
-    def _check_rollout(self, done: int, progress: Progress) -> None:
-        since = self._step_time
-        rl, base = [], []
-        for r in self.collector.snapshot():
-            if r.decision_ts >= since:
-                (rl if r.cohort == "rl" else base if r.cohort == "baseline" else []).append(
-                    r.reward
-                )
-        decision = self.controller.decide(rl, base)
-        if decision.action != "hold":
-            self.store.update_config(self.opts.policy, rollout_fraction=decision.fraction)
-            self.rollout_steps.append((done, decision.fraction))
-            self._step_time = time.time()
-            word = "raised" if decision.action == "up" else "lowered"
-            progress.message(
-                f"request {done}: rollout {word} {decision.previous:.0%} → "
-                f"{decision.fraction:.0%} (rl − baseline one-sided {self.controller.level:.0%} "
-                f"bounds [{decision.low:+.3f}, {decision.high:+.3f}], "
-                f"n = {decision.n_rl}/{decision.n_baseline})"
-            )
-
-    def _figures(self) -> dict[str, str]:
-        rewards = self.collector.snapshot()[-600:]
-        by = {"rl": [], "baseline": []}
-        for r in rewards:
-            if r.cohort in by:
-                by[r.cohort].append(r.reward)
-        mean = {k: (float(np.mean(v)) if v else None) for k, v in by.items()}
-        share = Counter(self.arms_rl)
-        total = sum(share.values()) or 1
-        mix = "/".join(f"{share.get(a, 0) / total:.0%}" for a in self.world.names)
-        return {
-            "rollout": f"{self.controller.fraction:.0%}",
-            "reward rl": _fmt(mean["rl"]),
-            "base": _fmt(mean["baseline"]),
-            "rl mix " + "/".join(self.world.names): mix,
-            "v": str(self.probe.version if self.probe.version is not None else "-"),
-            "rewarded": str(len(self.collector)),
-        }
 
 
 def _subcommands(parser) -> set[str]:
