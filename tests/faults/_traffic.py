@@ -224,14 +224,17 @@ def wait_for_progress(
     return last[0]
 
 
-def worker_activity(worker) -> float:
-    """Events the worker has read so far (its Prometheus counter), or -1 when unreachable."""
+def worker_counter(worker, prefix: str) -> float:
+    """Sum of a worker's Prometheus samples whose line starts with ``prefix``; -1 if unreachable."""
     try:
         text = worker.metrics()
     except Exception:
         return -1.0
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("rlc_events_in_total")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
+
+
+def worker_activity(worker) -> float:
+    """Events the worker has read so far (its input counter), or -1 when unreachable."""
+    return worker_counter(worker, "rlc_events_in_total")
