@@ -38,7 +38,7 @@ from typing import Any
 import faust
 import redis
 
-from policy_store import PolicyConfig, RedisPolicyStore, RewardSpec, Settings
+from policy_store import PolicyConfig, RedisPolicyStore, RewardSpec, Settings, UnknownPolicyError
 from producers import DLQRecord, EventError, RewardEvent, Topics
 
 from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS, Step, on_decision, on_outcome, on_tick
@@ -55,14 +55,45 @@ FAST_REJOIN = {
 }
 
 
-class ConfigCache:
-    """Policy configs kept in memory; refreshed by a timer and (rate-limited) on a miss."""
+def _transport_class(fetch_max_wait_ms: int) -> type:
+    """Faust's aiokafka transport with a shorter fetch long-poll.
 
-    def __init__(self, store: RedisPolicyStore, min_miss_refresh: float = 0.5) -> None:
+    faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its consumer. A broker
+    that holds a fetch until that wait expires instead of answering when data
+    arrives (the embedded Tansu broker does) then adds up to 1.5 s per hop: the
+    join and the updater are two hops between an outcome and the new parameters.
+    """
+    from faust.transport.drivers import aiokafka as fa
+
+    class _ConsumerThread(fa.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport):  # type: ignore[override]
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by consumer.start()
+            return consumer
+
+    class _Consumer(fa.Consumer):
+        def _new_consumer_thread(self):  # type: ignore[override]
+            return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class _Transport(fa.Transport):
+        Consumer = _Consumer
+
+    return _Transport
+
+
+class ConfigCache:
+    """Policy configs kept in memory, refreshed by a timer.
+
+    A name not in the cache is looked up once (one Redis GET) and, if it does not
+    exist, remembered as unknown for ``negative_ttl`` seconds, so a flood of events
+    for a missing policy costs one round trip per second, not one per event.
+    """
+
+    def __init__(self, store: RedisPolicyStore, negative_ttl: float = 1.0) -> None:
         self.store = store
-        self.min_miss_refresh = min_miss_refresh
+        self.negative_ttl = negative_ttl
         self._configs: dict[str, PolicyConfig] = {}
-        self._last_refresh = 0.0
+        self._unknown: dict[str, float] = {}
 
     def refresh(self) -> None:
         """Reload every policy's config (blocking; a few Redis round trips)."""
@@ -73,17 +104,27 @@ class ConfigCache:
             except Exception:  # deleted meanwhile or unreadable: leave it out
                 continue
         self._configs = configs
-        self._last_refresh = time.monotonic()
 
     def get(self, name: str) -> PolicyConfig | None:
         cfg = self._configs.get(name)
-        if cfg is None and time.monotonic() - self._last_refresh >= self.min_miss_refresh:
-            try:
-                self.refresh()
-            except Exception as exc:  # store down: treat as unknown for now
-                log.warning("could not refresh policy configs: %s", exc)
-                self._last_refresh = time.monotonic()
-            cfg = self._configs.get(name)
+        if cfg is not None:
+            return cfg
+        now = time.monotonic()
+        if self._unknown.get(name, 0.0) > now:
+            return None
+        try:
+            cfg = self.store.get_config(name)
+        except UnknownPolicyError:
+            cfg = None
+        except Exception as exc:  # store down: unknown for now
+            log.warning("could not read the config of policy %r: %s", name, exc)
+            cfg = None
+        if cfg is None:
+            if len(self._unknown) > 10_000:
+                self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+            self._unknown[name] = now + self.negative_ttl
+            return None
+        self._configs = {**self._configs, name: cfg}
         return cfg
 
     def spec(self, name: str | None) -> RewardSpec | None:
@@ -286,6 +327,7 @@ def create_app(
     default_window: float = DEFAULT_WINDOW,
     tombstone_seconds: float = TOMBSTONE_SECONDS,
     cohort_weights: Mapping[str, float] | None = None,
+    fetch_max_wait_ms: int | None = 100,
     faust_options: Mapping[str, Any] | None = None,
 ) -> StreamApp:
     """Build the stream app for ``settings`` (topics, Redis, Kafka).
@@ -319,6 +361,9 @@ def create_app(
         conf["web_port"] = web_port
     conf.update(faust_options or {})
     app = faust.App(app_id, **conf)
+    if fetch_max_wait_ms is not None:
+        transport_cls = _transport_class(fetch_max_wait_ms)
+        app._new_transport = lambda: transport_cls(app.conf.broker_consumer, app)  # type: ignore[method-assign]
 
     metrics = WorkerMetrics()
     health = HealthBuffer()

@@ -63,7 +63,13 @@ class Env:
         return arm_counts(self.store, policy)
 
     def wait_n(self, policy: str, expected: dict[str, float], timeout: float = 30.0) -> None:
-        wait_for(lambda: self.n(policy) == expected, timeout, f"n == {expected}")
+        try:
+            wait_for(lambda: self.n(policy) == expected, timeout, f"n == {expected}")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; n={self.n(policy)} health={self.health(policy)}\n"
+                f"{self.worker.log_tail(15)}"
+            ) from None
 
     def dlq(self, keys: set[bytes], expect: int) -> dict[bytes, list[DLQRecord]]:
         msgs = read_topic(self.bootstrap, self.topics.dlq)

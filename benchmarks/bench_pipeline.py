@@ -1,0 +1,301 @@
+"""Stream pipeline speed: rewards/s of one worker, a bare Faust agent's events/s on the
+same broker in the same run, and freshness (outcome produced -> new version visible).
+
+    python benchmarks/bench_pipeline.py                 # embedded broker + Redis
+    python benchmarks/bench_pipeline.py --pairs 40000 --raw 120000 --fresh 200
+
+Uses RL_COMMONS_KAFKA_BOOTSTRAP / RL_COMMONS_REDIS_URL when both are set, otherwise
+starts the embedded services. Three measurements:
+
+1. raw: a bare Faust agent (``async for event in stream.events()``, nothing else)
+   drains a pre-produced topic; events/s from its first to its last event.
+2. pipeline: decisions + outcomes for ``--pairs`` decisions are produced first,
+   then one ``rl-commons worker`` drains them: rewards/s from the first to the last
+   applied reward (read from Redis: the sum of the arms' n).
+3. freshness: with the worker caught up, one decision + outcome at a time; the time
+   from producing the outcome to a ``PolicyReader`` (poll interval 5 ms) seeing the
+   new version, p50/p99 over ``--fresh`` samples.
+
+Workers run as subprocesses of this script, each with its own consumer group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ARMS = ("gpt-4", "claude-3", "llama")
+D = 8
+
+
+# -- the bare agent (run as: bench_pipeline.py --bare-agent BOOTSTRAP TOPIC COUNT WORKDIR)
+def bare_agent(bootstrap: str, topic: str, count: int, workdir: str) -> None:
+    """A Faust app whose only agent counts events; prints the events/s it saw."""
+    import faust
+
+    from stream_app.app import FAST_REJOIN
+
+    app = faust.App(
+        f"bare-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=workdir,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        **FAST_REJOIN,
+    )
+    src = app.topic(topic, key_serializer="raw", value_serializer="raw")
+    seen = {"n": 0, "t0": 0.0}
+
+    @app.agent(src)
+    async def count_events(stream):
+        async for _event in stream.events():
+            if seen["n"] == 0:
+                seen["t0"] = time.perf_counter()
+            seen["n"] += 1
+            if os.environ.get("BENCH_DEBUG") and seen["n"] % 2000 == 0:
+                print(f"{time.perf_counter() - seen['t0']:.2f} {seen['n']}", flush=True)
+            if seen["n"] == count:
+                dt = time.perf_counter() - seen["t0"]
+                print(f"RAW {count / dt:.1f}", flush=True)
+                app._crash_reason = None
+                os._exit(0)
+
+    worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False, quiet=True)
+    worker.spinner = None  # as in `rl-commons worker`: no DEBUG root logger
+    worker.execute_from_commandline()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _producer(bootstrap: str):
+    from confluent_kafka import Producer
+
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def _produce(p, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            p.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            p.poll(0.01)
+
+
+def _events(i: int, policy: str, rng: random.Random, prefix: str):
+    from producers import DecisionEvent, OutcomeEvent
+
+    arm = rng.choice(ARMS)
+    now = time.time()
+    d = DecisionEvent(
+        decision_id=f"{prefix}{i}",
+        policy=policy,
+        policy_version=0,
+        timestamp=now,
+        arms=ARMS,
+        arm=arm,
+        propensity=1 / 3,
+        features=tuple(rng.uniform(-1, 1) for _ in range(D)),
+    )
+    o = OutcomeEvent(
+        decision_id=f"{prefix}{i}",
+        timestamp=now,
+        quality=rng.random(),
+        cost=rng.random() * 0.1,
+        latency=rng.random(),
+        final=True,
+    )
+    return d, o
+
+
+def _worker(settings_env: dict, app_id: str, workdir: str, log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "stream_app.cli", "worker", "--app-id", app_id,
+        "--without-web", "--datadir", workdir, "--loglevel", "warning",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        env={**os.environ, **settings_env},
+        stdout=open(log, "ab"),  # noqa: SIM115 - child owns it
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _total_n(store, policy: str) -> float:
+    return sum(st.n for st in store.read_state(policy).arms.values())
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+# -- the three measurements ---------------------------------------------------------------
+def measure_raw(bootstrap: str, n: int, tmp: str) -> float:
+    from producers import Topics, create_topics
+
+    t = Topics(prefix=f"raw{uuid.uuid4().hex[:6]}.")
+    create_topics(bootstrap, t, partitions=4)
+    p = _producer(bootstrap)
+    rng = random.Random(1)
+    for i in range(n):
+        d, _ = _events(i, "raw", rng, "r")
+        _produce(p, t.decisions, d.decision_id.encode(), d.to_bytes())
+        if i % 10000 == 0:
+            p.poll(0)
+    p.flush(60)
+    out = subprocess.run(
+        [sys.executable, __file__, "--bare-agent", bootstrap, t.decisions, str(n), tmp],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    for line in out.stdout.splitlines():
+        if "RAW " in line:
+            return float(line.split("RAW ", 1)[1].split()[0])
+    raise RuntimeError(f"bare agent failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def run(args: argparse.Namespace) -> None:
+    from policy_store import PolicyReader, RedisPolicyStore, make_config
+    from producers import Topics, create_topics
+
+    bootstrap = os.environ.get("RL_COMMONS_KAFKA_BOOTSTRAP")
+    redis_url = os.environ.get("RL_COMMONS_REDIS_URL")
+    svc = None
+    if not (bootstrap and redis_url):
+        from stream_app.embedded import EmbeddedServices
+
+        svc = EmbeddedServices.start()
+        bootstrap, redis_url = svc.bootstrap, svc.redis_url
+    tmp = tempfile.mkdtemp(prefix="bench-pipeline-")
+    procs: list[subprocess.Popen] = []
+    try:
+        raw = measure_raw(bootstrap, args.raw, tmp)
+        print(f"raw Faust agent: {raw:,.0f} events/s", file=sys.stderr)
+
+        u = uuid.uuid4().hex[:6]
+        topics = Topics(prefix=f"bp{u}.")
+        create_topics(bootstrap, topics, partitions=4)
+        prefix = f"bp{u}"
+        store = RedisPolicyStore.from_url(redis_url, prefix=prefix)
+        policy = "route"
+        store.create(make_config(name=policy, arms=ARMS, n_features=D))
+        env = {
+            "RL_COMMONS_KAFKA_BOOTSTRAP": bootstrap,
+            "RL_COMMONS_REDIS_URL": redis_url,
+            "RL_COMMONS_KEY_PREFIX": prefix,
+            "RL_COMMONS_TOPIC_PREFIX": topics.prefix,
+        }
+        p = _producer(bootstrap)
+        rng = random.Random(2)
+        for i in range(args.pairs):
+            d, o = _events(i, policy, rng, "b")
+            k = d.decision_id.encode()
+            _produce(p, topics.decisions, k, d.to_bytes())
+            _produce(p, topics.outcomes, k, o.to_bytes())
+            if i % 5000 == 0:
+                p.poll(0)
+        p.flush(60)
+
+        w = _worker(env, f"bench-{u}", f"{tmp}/w", Path(tmp) / "worker.log")
+        procs.append(w)
+        samples: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = _total_n(store, policy)
+            samples.append((time.perf_counter(), n))
+            if n >= args.pairs or w.poll() is not None:
+                break
+            time.sleep(0.05)
+        first = next((t for t, n in samples if n > 0), None)
+        last = samples[-1][0]
+        if first is None or samples[-1][1] < args.pairs:
+            raise RuntimeError(f"worker did not finish: {samples[-1]}; log in {tmp}/worker.log")
+        # rate over the applied rewards, excluding the first batch (startup)
+        n_first = next(n for t, n in samples if n > 0)
+        rate = (args.pairs - n_first) / (last - first)
+        print(f"pipeline: {rate:,.0f} rewards/s", file=sys.stderr)
+
+        lags: list[float] = []
+        with PolicyReader(store, policy, poll_interval=0.005) as reader:
+            for i in range(args.fresh):
+                d, o = _events(i, policy, rng, "f")
+                k = d.decision_id.encode()
+                _produce(p, topics.decisions, k, d.to_bytes())
+                p.flush(5)
+                time.sleep(0.02)
+                v = reader.version or 0
+                t0 = time.perf_counter()
+                _produce(p, topics.outcomes, k, o.to_bytes())
+                p.flush(5)
+                if reader.wait_for_version(v + 1, timeout=10):
+                    lags.append(time.perf_counter() - t0)
+                time.sleep(0.03)
+        p50, p99 = _pct(lags, 0.5), _pct(lags, 0.99)
+
+        rows = [
+            ("one worker, rewards/s (drain of a backlog)", f"{rate:,.0f}", ">= 3,000"),
+            ("bare Faust agent, events/s (same broker)", f"{raw:,.0f}", "-"),
+            ("ratio rewards/s / raw events/s", f"{rate / raw:.2f}", ">= 0.40"),
+            (f"freshness p50 ({len(lags)} samples)", f"{p50 * 1000:.0f} ms", "<= 300 ms"),
+            ("freshness p99", f"{p99 * 1000:.0f} ms", "<= 1,000 ms"),
+        ]
+        print(
+            f"\nPipeline benchmark ({args.pairs:,} decisions + outcomes, "
+            f"raw {args.raw:,} events, 4 partitions)\n"
+        )
+        print("| measure | value | target |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    finally:
+        for proc in procs:
+            _stop(proc)
+        if svc is not None:
+            svc.stop()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-agent":
+        bootstrap, topic, count, workdir = sys.argv[2:6]
+        sys.argv = [sys.argv[0], "worker"]
+        bare_agent(bootstrap, topic, int(count), workdir)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=30_000, help="decisions (+ outcomes) to drain")
+    ap.add_argument("--raw", type=int, default=60_000, help="events for the bare agent")
+    ap.add_argument("--fresh", type=int, default=200, help="freshness samples")
+    run(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
