@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_store import AlgorithmConfig, PolicyConfig, make_config
-from producers.simulated import FEATURE_NAMES, demo_reward_spec
+from producers.simulated import DEFAULT_PROFILES, FEATURE_NAMES, demo_reward_spec
 
 from ._rollout import DEFAULT_STEPS
 
@@ -44,6 +44,10 @@ class DemoOptions:
             raise ValueError("--requests must be ≥ 1")
         if self.duration <= 0:
             raise ValueError("--duration must be > 0 seconds")
+        if self.baseline != "priority" and self.baseline not in DEFAULT_PROFILES:
+            raise ValueError(
+                f"--baseline must be 'priority' or one of the providers {list(DEFAULT_PROFILES)}"
+            )
         if self.change not in CHANGES:
             raise ValueError(f"--change must be one of {sorted(CHANGES)}")
         if not 0.0 < self.change_at < 1.0:

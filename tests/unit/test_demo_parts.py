@@ -139,3 +139,27 @@ def test_baseline_rule_and_demo_policy():
     cfg = demo_policy_config("p", ["gpt-4", "claude-3", "llama"], 0.1)
     assert cfg.rollout_fraction == 0.1 and cfg.baseline_arm == "gpt-4"
     assert cfg.reward.cost_cap and cfg.reward.latency_cap_ms
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"requests": 0}, "--requests"),
+        ({"duration": 0}, "--duration"),
+        ({"baseline": "gpt-5"}, "--baseline"),
+        ({"change": "meteor"}, "--change"),
+    ],
+)
+def test_demo_options_refuse_bad_values_with_the_option_to_fix(changes, message):
+    from stream_app.demo import DemoOptions
+
+    DemoOptions().validate()
+    with pytest.raises(ValueError, match=message):
+        DemoOptions(**changes).validate()
+
+
+def test_cli_demo_refuses_bad_options_without_starting_anything(capsys):
+    from stream_app.cli import main
+
+    assert main(["demo", "--baseline", "gpt-5"]) == 2
+    assert "--baseline must be" in capsys.readouterr().err
