@@ -102,16 +102,17 @@ def test_reader_without_credentials_fails_open_and_logs_no_secret(
 
 
 def test_rediss_url_selects_tls_with_the_given_ca(tmp_path):
+    """TLS is configured in RL_COMMONS_REDIS_URL alone: rediss:// plus the CA as a query arg."""
     import redis
 
     ca = tmp_path / "ca.pem"
     ca.write_text("not used: the connection is lazy")
-    store = RedisPolicyStore.from_url(
-        f"rediss://:{PASSWORD}@redis.example:6380/0", prefix="x", ssl_ca_certs=str(ca)
-    )
+    url = f"rediss://:{PASSWORD}@redis.example:6380/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"
+    store = RedisPolicyStore.from_url(url, prefix="x")
     pool = store.client.connection_pool
     assert pool.connection_class is redis.SSLConnection
     assert pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
     assert pool.connection_kwargs["password"] == PASSWORD
     assert PASSWORD not in store.url
 
