@@ -99,6 +99,7 @@ class EventProducer:
         self._config = producer_config(settings, **dict(config or {}))
         self._poll_interval = poll_interval
         self._producer: Any = None
+        self._left_at_close = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -180,6 +181,8 @@ class EventProducer:
         except Exception as exc:
             log.warning("flush failed: %s", exc)
             left = len(producer)
+        self._left_at_close = int(left)
+        self._producer = None  # release the client so it stops reconnecting and logging
         return int(left)
 
     def flush(self, timeout: float = 10.0) -> int:
@@ -235,7 +238,8 @@ class EventProducer:
     @property
     def delivered(self) -> int:
         """Events acknowledged by the broker: enqueued − failed − still queued or in flight."""
-        return max(0, self.enqueued - self.delivery_failed - self.queue_length())
+        left = self.queue_length() + self._left_at_close
+        return max(0, self.enqueued - self.delivery_failed - left)
 
     def queue_length(self) -> int:
         producer = self._producer
