@@ -30,8 +30,6 @@ from policy_store import RedisPolicyStore, make_config
 from producers import Topics, create_topics
 from stream_app.embedded import EmbeddedBroker, EmbeddedRedis
 
-pytestmark = pytest.mark.faults
-
 
 @dataclass
 class FaultServices:
