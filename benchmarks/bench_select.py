@@ -2,9 +2,9 @@
 
 Setting: 5 arms, 16 features, parameters learnt from 2,000 simulated rewards
 (the same data for every library). Each call is timed alone with
-``time.perf_counter_ns``; the libraries take turns in blocks of calls
-so that machine noise hits all of them alike (see ``measure``). Reported: p50, p99 and p99.9 in µs,
-and each peer's p50 relative to ours.
+``time.perf_counter_ns``; the libraries take turns in blocks of calls so that
+machine noise hits all of them alike (see ``measure``). Reported: p50, p99 and
+p99.9 in µs, and each peer's p50 relative to ours.
 
     python benchmarks/bench_select.py                 # 20,000 timed calls per library
     python benchmarks/bench_select.py --iterations 100000 --out docs/select.md
