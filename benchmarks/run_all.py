@@ -17,6 +17,7 @@ error output) and the others still run; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import platform
 import re
@@ -45,6 +46,14 @@ class Bench:
     @property
     def script(self) -> Path:
         return HERE / f"bench_{self.name}.py"
+
+    def summary(self) -> str:
+        """The first paragraph of the script's docstring (what it measures)."""
+        try:
+            doc = ast.get_docstring(ast.parse(self.script.read_text())) or ""
+        except (OSError, SyntaxError):
+            return ""
+        return " ".join(doc.split("\n\n")[0].split())
 
 
 # Known benchmarks in page order; other bench_*.py files found are appended.
@@ -247,13 +256,10 @@ def render(outcomes: list[Outcome], command: str, started: datetime, quick: bool
         anchor = re.sub(r"[^a-z0-9 -]", "", o.bench.title.lower()).replace(" ", "-")
         lines.append(f"| [{o.bench.title}](#{anchor}) | {status} | {o.seconds:.0f} s |")
     for o in outcomes:
-        lines += [
-            "",
-            f"## {o.bench.title}",
-            "",
-            f"Reproduce: `{o.command}` ({o.seconds:.0f} s)",
-            "",
-        ]
+        lines += ["", f"## {o.bench.title}", ""]
+        if summary := o.bench.summary():
+            lines += [summary, ""]
+        lines += [f"Reproduce: `{o.command}` ({o.seconds:.0f} s)", ""]
         if o.returncode != 0:
             what = "timed out" if o.returncode is None else f"exited with code {o.returncode}"
             lines += [
