@@ -126,7 +126,7 @@ def test_redis_outage_pauses_the_worker_and_not_the_proxy(fault_services, tmp_pa
         )
         wait_until(
             lambda: worker_counter(worker, "rlc_apply_retries_total") > 0,
-            30,
+            120,
             "the worker to retry its apply",
         )
         svc.start_redis()

@@ -50,7 +50,7 @@ def _applied(store) -> dict[str, float]:
     return {arm: s.n for arm, s in store.read_state("p").arms.items()}
 
 
-def test_sigkill_three_times_during_50k_rewards(fault_services, tmp_path):
+def test_sigkill_three_times_mid_stream_loses_and_doubles_nothing(fault_services, tmp_path):
     svc = fault_services
     svc.create_policy("p", ARMS, D)
     store = svc.store()
