@@ -33,7 +33,7 @@ from stream_app.embedded import EmbeddedBroker, EmbeddedRedis
 
 @dataclass
 class FaultServices:
-    """A broker and a Redis that belong to one test, with stop/restart helpers."""
+    """A broker and a Redis that belong to one test; methods stop, freeze and restart them."""
 
     broker: EmbeddedBroker
     redis: EmbeddedRedis
