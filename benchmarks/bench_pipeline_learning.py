@@ -4,8 +4,8 @@ The default policy learns from delayed, batched feedback and is compared with
 the in-process default ``ContextualBandit`` on the same simulator streams and
 seeds as ``bench_learning.py``.
 
-    python benchmarks/bench_pipeline_learning.py                  # 3 seeds × 2000 rounds
-    python benchmarks/bench_pipeline_learning.py --rate 50 --out docs/pipeline_learning.md
+    python benchmarks/bench_pipeline_learning.py                  # 3 seeds × 2000 rounds, 50 req/s
+    python benchmarks/bench_pipeline_learning.py --rate 20 --out docs/pipeline_learning.md
 
 What runs (all real components, on loopback):
 
@@ -82,7 +82,6 @@ class Worker:
         settings: Settings,
         workdir: Path,
         extra: list[str],
-        fetch_max_wait_ms: int | None = None,
     ) -> None:
         from stream_app.embedded import free_port
 
@@ -96,12 +95,8 @@ class Worker:
             "RL_COMMONS_TOPIC_PREFIX": settings.topic_prefix,
             "PYTHONUNBUFFERED": "1",
         }
-        if fetch_max_wait_ms is None:
-            launcher = [sys.executable, "-m", "stream_app.cli"]
-        else:
-            launcher = [sys.executable, __file__, _WORKER, str(int(fetch_max_wait_ms))]
         cmd = [
-            *launcher, "worker",
+            sys.executable, "-m", "stream_app.cli", "worker",
             "--app-id", f"{settings.key_prefix}-stream",
             "--web-port", str(self.port),
             "--datadir", str(workdir / "worker-data"),
@@ -147,34 +142,6 @@ class Worker:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-
-
-_WORKER = "_worker_with_fetch_wait"
-
-
-def _worker_with_fetch_wait(argv: list[str]) -> int:
-    """``rl-commons worker`` whose Kafka consumers wait at most ``argv[0]`` ms per fetch.
-
-    Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and offers no
-    setting for it. A broker that answers a fetch as soon as data arrives (Kafka)
-    makes that harmless; the embedded broker (Tansu) answers an empty fetch only when
-    the wait is over, which adds up to the wait to every hop of the pipeline.
-    """
-    import aiokafka
-
-    wait_ms = int(argv[0])
-    base = aiokafka.AIOKafkaConsumer
-
-    class _Consumer(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs) -> None:
-            if "fetch_max_wait_ms" in kwargs:
-                kwargs["fetch_max_wait_ms"] = wait_ms
-            super().__init__(*args, **kwargs)
-
-    aiokafka.AIOKafkaConsumer = _Consumer
-    from stream_app.cli import main as cli_main
-
-    return cli_main(argv[1:])
 
 
 # -- one pipeline run ------------------------------------------------------------------------------
@@ -452,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_SETTINGS),
         help="comma-separated simulator settings (clipped ones: rewards must lie in [0, 1])",
     )
-    ap.add_argument("--rate", type=float, default=100.0, help="requests per second (default 100)")
+    ap.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     ap.add_argument(
         "--response-delay",
         type=float,
@@ -466,11 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-args",
         default="",
         help="extra `rl-commons worker` options, e.g. '--batch-within 0.02'",
-    )
-    ap.add_argument(
-        "--fetch-max-wait-ms",
-        type=int,
-        help="cap the worker's Kafka fetch wait (Faust's fixed 1500 ms; see the docs)",
     )
     ap.add_argument(
         "--inprocess-seeds",
@@ -510,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         create_topics(bootstrap, Topics.from_settings(settings), partitions=4)
         with tempfile.TemporaryDirectory(prefix="rlc-bench-") as tmp:
-            worker = Worker(settings, Path(tmp), args.worker_args.split(), args.fetch_max_wait_ms)
+            worker = Worker(settings, Path(tmp), args.worker_args.split())
             try:
                 worker.wait_ready()
                 rows = evaluate(
@@ -532,8 +494,6 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     worker_opts = args.worker_args or "defaults: --batch-size 1000 --batch-within 0.05"
-    if args.fetch_max_wait_ms is not None:
-        worker_opts += f"; Kafka fetch wait {args.fetch_max_wait_ms} ms"
     header = (
         f"Command: `{cmd.strip()}`  \n"
         f"Settings: {', '.join(names)}; seeds {seeds[0]}..{seeds[-1]}; {args.rounds} rounds "
@@ -549,6 +509,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == _WORKER:
-        raise SystemExit(_worker_with_fetch_wait(sys.argv[2:]))
     raise SystemExit(main())
