@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     producer_queue_max: int = Field(100_000, ge=1, description="Events buffered before drops.")
     poll_interval: float = Field(0.1, gt=0, description="PolicyReader refresh period (s).")
 
+    def __repr_args__(self):  # never show a password written inside a URL
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and "://" in value:
+                value = mask_url(value)
+            yield name, value
+
     def redis_kwargs(self) -> dict:
         kw: dict = {}
         if self.redis_password is not None:
@@ -45,3 +52,17 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@", re.I
+)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and messages).
+
+    >>> mask_url("redis://:s3cret@host:6379/0")
+    'redis://:***@host:6379/0'
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
