@@ -40,6 +40,7 @@ from policy_store import (
     InvalidDeltaError,
     Observation,
     PolicyKeys,
+    PolicyStore,
     RedisPolicyStore,
     StoreUnavailableError,
     UnknownArmError,
@@ -78,11 +79,15 @@ class BatchResult:
 
 
 class Updater:
-    """Applies reward batches to a ``RedisPolicyStore`` (blocking; run it in a thread)."""
+    """Applies reward batches to a policy store (blocking; run it in a thread).
+
+    With a ``RedisPolicyStore`` it also writes the aggregates and freshness hash;
+    with another store (e.g. ``InMemoryPolicyStore`` in tests) only the parameters.
+    """
 
     def __init__(
         self,
-        store: RedisPolicyStore,
+        store: PolicyStore,
         metrics: WorkerMetrics | None = None,
         *,
         cohort_weights: Mapping[str, float] | None = None,
@@ -109,13 +114,15 @@ class Updater:
         return result
 
     def _new_ids(self, keys: PolicyKeys, ids: list[str]) -> set[str]:
+        if not isinstance(self.store, RedisPolicyStore):
+            return set(ids)
         pipe = self.store.client.pipeline(transaction=False)
         for i in ids:
             pipe.exists(keys.dedupe(i))
         return {i for i, seen in zip(ids, pipe.execute(), strict=True) if not seen}
 
     def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
-        keys = self.store.keys(policy)
+        keys = PolicyKeys(getattr(self.store, "prefix", ""), policy)
         t0 = self._clock()
         new_ids = self._new_ids(keys, list({r.decision_id for r in items}))
         try:
@@ -146,20 +153,8 @@ class Updater:
             if r.decision_id in new_ids:
                 fresh.setdefault(r.decision_id, r)
         lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in items]
-        pipe = self.store.client.pipeline(transaction=False)
-        add_rewards(pipe, keys, [r.model_dump() for r in fresh.values()])
-        incr_health(
-            pipe, keys, {"batches": 1, "applied": res.applied, "duplicates": res.duplicates}
-        )
-        pipe.hset(
-            keys.extra("freshness"),
-            mapping={
-                "last_apply_ms": repr(round(now * 1000.0, 3)),
-                "last_apply_latency_ms": repr(round((now - t0) * 1000.0, 3)),
-                "last_lag_ms": repr(round(max(lags) * 1000.0, 3)),
-            },
-        )
-        pipe.execute()
+        if isinstance(self.store, RedisPolicyStore):
+            self._write_aggregates(keys, fresh, res, now - t0, max(lags), now)
         m = self.metrics
         m.applied.inc(res.applied)
         if res.duplicates:
@@ -171,6 +166,24 @@ class Updater:
         result.applied += res.applied
         result.duplicates += res.duplicates
         result.versions[policy] = res.version
+
+    def _write_aggregates(
+        self, keys: PolicyKeys, fresh: dict, res, latency: float, lag: float, now: float
+    ) -> None:
+        pipe = self.store.client.pipeline(transaction=False)  # type: ignore[attr-defined]
+        add_rewards(pipe, keys, [r.model_dump() for r in fresh.values()])
+        incr_health(
+            pipe, keys, {"batches": 1, "applied": res.applied, "duplicates": res.duplicates}
+        )
+        pipe.hset(
+            keys.extra("freshness"),
+            mapping={
+                "last_apply_ms": repr(round(now * 1000.0, 3)),
+                "last_apply_latency_ms": repr(round(latency * 1000.0, 3)),
+                "last_lag_ms": repr(round(lag * 1000.0, 3)),
+            },
+        )
+        pipe.execute()
 
     async def apply_until_done(
         self,

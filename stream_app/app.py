@@ -38,7 +38,14 @@ from typing import Any
 import faust
 import redis
 
-from policy_store import PolicyConfig, RedisPolicyStore, RewardSpec, Settings, UnknownPolicyError
+from policy_store import (
+    PolicyConfig,
+    PolicyStore,
+    RedisPolicyStore,
+    RewardSpec,
+    Settings,
+    UnknownPolicyError,
+)
 from producers import DLQRecord, EventError, RewardEvent, Topics
 
 from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS, Step, on_decision, on_outcome, on_tick
@@ -89,7 +96,7 @@ class ConfigCache:
     for a missing policy costs one round trip per second, not one per event.
     """
 
-    def __init__(self, store: RedisPolicyStore, negative_ttl: float = 1.0) -> None:
+    def __init__(self, store: PolicyStore, negative_ttl: float = 1.0) -> None:
         self.store = store
         self.negative_ttl = negative_ttl
         self._configs: dict[str, PolicyConfig] = {}
@@ -208,7 +215,7 @@ class _Joiner:
     async def handle(self, event: Any) -> None:
         """One message from decisions or outcomes."""
         msg = event.message
-        kind = "decisions" if msg.topic == self.names.decisions else "outcomes"
+        kind = self._kind(msg)
         self.metrics.events_in.labels(kind).inc()
         now = time.time()
         raw = msg.value
@@ -243,8 +250,16 @@ class _Joiner:
                 self.table[key] = {**step.state, "p": msg.partition}
                 heapq.heappush(self.heap, (step.state["deadline"], key))
 
+    def _kind(self, msg: Any) -> str:
+        if msg.topic == self.names.decisions:
+            return "decisions"
+        if msg.topic == self.names.outcomes:
+            return "outcomes"
+        # an in-memory channel (agent.test_context()): go by the event's type field
+        return "decisions" if b'"type":"decision"' in (msg.value or b"")[:200] else "outcomes"
+
     async def _emit(self, step: Step, msg: Any, topic: str | None = None) -> None:
-        kind = topic or ("decisions" if msg.topic == self.names.decisions else "outcomes")
+        kind = topic or self._kind(msg)
         self.metrics.count_join(step.counters, kind)
         self.health.add(step.policy, step.counters)
         for reason, detail in step.dlq:
@@ -268,8 +283,12 @@ class _Joiner:
             if tp.topic in (self.names.decisions, self.names.outcomes)
         }
         due: list[tuple[str, dict, Step]] = []
+        seen: set[str] = set()  # a key is in the heap once per write: close it once
         while self.heap and self.heap[0][0] <= now:
             _, key = heapq.heappop(self.heap)
+            if key in seen:
+                continue
+            seen.add(key)
             state = data.get(key)
             if state is None or state["deadline"] > now or state.get("p") not in owned:
                 continue
@@ -298,6 +317,8 @@ class _Joiner:
         for fut in futures:
             await fut
         for key, state, step in due:
+            if data.get(key) is not state:
+                continue  # the agent changed it meanwhile; a repeated reward is deduped
             p = state["p"]
             if step.state is None:
                 data.pop(key, None)
@@ -314,7 +335,7 @@ def create_app(
     settings: Settings,
     *,
     app_id: str | None = None,
-    store: RedisPolicyStore | None = None,
+    store: PolicyStore | None = None,
     datadir: str | None = None,
     web_port: int | None = None,
     web_enabled: bool = True,
@@ -327,7 +348,7 @@ def create_app(
     default_window: float = DEFAULT_WINDOW,
     tombstone_seconds: float = TOMBSTONE_SECONDS,
     cohort_weights: Mapping[str, float] | None = None,
-    fetch_max_wait_ms: int | None = 100,
+    fetch_max_wait_ms: int | None = 10,
     faust_options: Mapping[str, Any] | None = None,
 ) -> StreamApp:
     """Build the stream app for ``settings`` (topics, Redis, Kafka).
@@ -350,6 +371,8 @@ def create_app(
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": web_enabled,
         "producer_acks": -1,
+        "producer_linger": 0.01,
+        "broker_commit_every": 100_000,
         **FAST_REJOIN,
     }
     creds = _credentials(settings)
@@ -426,12 +449,17 @@ def create_app(
         except Exception:  # never let a timer kill the worker
             log.exception("sweep failed")
 
-    @app.timer(health_interval, name="flush_health")
-    async def _flush_health() -> None:
-        try:
-            await app.loop.run_in_executor(None, health.flush, store.client, store.prefix)
-        except redis.RedisError as exc:
-            log.warning("could not write health counters (kept for the next try): %s", exc)
+    if isinstance(store, RedisPolicyStore):
+        redis_store = store
+
+        @app.timer(health_interval, name="flush_health")
+        async def _flush_health() -> None:
+            try:
+                await app.loop.run_in_executor(
+                    None, health.flush, redis_store.client, redis_store.prefix
+                )
+            except redis.RedisError as exc:
+                log.warning("could not write health counters (kept for the next try): %s", exc)
 
     @app.timer(config_refresh_interval, name="refresh_configs")
     async def _refresh_configs() -> None:

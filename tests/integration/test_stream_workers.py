@@ -126,9 +126,12 @@ def test_sigkill_mid_stream_then_restart_counts_every_reward_exactly_once(
         assert killed_at < n, "the kill came after the whole stream was applied"
         time.sleep(1.0)  # nothing more arrives later (no replays counted twice)
         counts = arm_counts(redis_store)
-        rewarded = _rewarded_per_arm(services.bootstrap, topics.rewards, "route")
-        assert counts == {a: float(c) for a, c in rewarded.items()}
+        # every decision had a final outcome, so each one is a distinct rewarded decision:
+        # n per arm equals them exactly (nothing lost, nothing counted twice)
         assert counts == expected
+        # the rewards topic holds re-sent copies (after the kill) but no stranger
+        rewarded = _rewarded_per_arm(services.bootstrap, topics.rewards, "route")
+        assert all(rewarded.get(a, 0) <= counts[a] for a in ARMS), (rewarded, counts)
     finally:
         first.kill()
         second.stop()
