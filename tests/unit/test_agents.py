@@ -108,3 +108,50 @@ async def test_updater_agent_applies_a_batch_once(stream):
     assert state.arms["b"].n == 1.0  # baseline cohort data updates the policy, once
     assert state.arms["b"].b.tolist() == pytest.approx([0.0, 0.7])
     assert [r.reason for r in bad] == ["schema"]
+
+
+class _FlakyStore(InMemoryPolicyStore):
+    """A real in-memory store that is unreachable for its first ``down`` applies."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+        self.attempts = 0
+
+    def apply(self, name, observations):
+        self.attempts += 1
+        if self.attempts <= self.down:
+            from policy_store import StoreUnavailableError
+
+            raise StoreUnavailableError("Redis unreachable (simulated outage)")
+        return super().apply(name, observations)
+
+
+async def test_updater_waits_out_a_store_outage_and_applies_everything_once():
+    from stream_app import Updater
+
+    store = _FlakyStore(down=3)
+    store.create(make_config(name="p", arms=ARMS, n_features=2))
+    rewards = [
+        RewardEvent(
+            decision_id=f"d{i}",
+            policy="p",
+            policy_version=0,
+            arm="a",
+            features=(1.0, 0.0),
+            reward=1.0,
+            components={},
+            propensity=1.0,
+            cohort="rl",
+            decision_ts=1.0,
+            reward_ts=2.0,
+        )
+        for i in range(5)
+    ]
+    updater = Updater(store)
+    result = await updater.apply_until_done(rewards, initial_backoff=0.001, max_backoff=0.004)
+    assert store.attempts == 4 and result.applied == 5
+    assert updater.metrics.apply_retries._value.get() == 3
+    again = await updater.apply_until_done(rewards)  # a replay after a crash
+    assert again.applied == 0 and again.duplicates == 5
+    assert store.read_state("p").arms["a"].n == 5.0
