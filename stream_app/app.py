@@ -371,7 +371,7 @@ def create_app(
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": web_enabled,
         "producer_acks": -1,
-        "producer_linger": 0.01,
+        "producer_linger": 0.05,
         "broker_commit_every": 100_000,
         **FAST_REJOIN,
     }
