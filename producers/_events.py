@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 256 * 1024
 MAX_FEATURES = 4096
+#: Largest feature magnitude the stream app accepts: far above any sensible (scaled) feature,
+#: far below where x·xᵀ would overflow float64 (|x| ≈ 1.3e154).
+MAX_FEATURE_ABS = 1e6
 
 Cohort = Literal["rl", "baseline", "shadow"]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -128,6 +131,7 @@ DLQReason = Literal[
     "bad_json",
     "schema",
     "non_finite",
+    "out_of_range",
     "too_large",
     "feature_length",
     "unknown_policy",

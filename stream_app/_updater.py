@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import redis
 
 from policy_store import (
@@ -140,6 +141,10 @@ class Updater:
                     result.rejected.append(
                         (r, "feature_length", f"{len(r.features)} != {cfg.n_features}")
                     )
+                elif not _contribution_finite(r):
+                    result.rejected.append(
+                        (r, "out_of_range", "features or reward would overflow the statistics")
+                    )
                 else:
                     good.append(r)
             if len(good) == len(items):
@@ -203,3 +208,10 @@ class Updater:
                 log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_backoff)
+
+
+def _contribution_finite(r: RewardEvent) -> bool:
+    """Whether x·xᵀ and r·x of this reward are finite (huge finite features overflow)."""
+    x = np.asarray(r.features, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.outer(x, x)).all() and np.isfinite(r.reward * x).all())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from policy_store import PolicyConfig
 from producers import DecisionEvent, EventError, OutcomeEvent, RewardEvent, parse_event
+from producers._events import MAX_FEATURE_ABS
 
 ConfigLookup = Callable[[str], PolicyConfig | None]
 
@@ -50,6 +51,11 @@ def _check_features(cfg: PolicyConfig, features: tuple[float, ...]) -> None:
         raise EventError(
             "feature_length",
             f"{len(features)} features, policy {cfg.name!r} expects n_features={cfg.n_features}",
+        )
+    if features and max(abs(v) for v in features) > MAX_FEATURE_ABS:
+        raise EventError(
+            "out_of_range",
+            f"a feature exceeds ±{MAX_FEATURE_ABS:g}; scale features before sending them",
         )
 
 
