@@ -20,10 +20,8 @@ blocks only. Targets for ``select`` + enqueue: p50 <= 25 µs, p99 <= 80 µs.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repository, for `producers`
 
 from _peers import MABWiserLinUCB, VowpalWabbit, vw_shared_line  # noqa: E402
+from _timing import latency_table, measure  # noqa: E402
 
 from policy_store import (  # noqa: E402
     Observation,
@@ -162,44 +161,8 @@ def requests(seed: int, n: int = 1000) -> list[dict]:
     ]
 
 
-def measure(fns: dict, reqs: list[dict], iterations: int, blocks: int = 20) -> dict:
-    """Time each call alone; selectors take turns in blocks; gc only between blocks."""
-    times = {name: [] for name in fns}
-    per_block = max(1, iterations // blocks)
-    clock = time.perf_counter_ns
-    for fn in fns.values():
-        for i in range(500):
-            fn(reqs[i % len(reqs)])
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for b in range(blocks):
-            for name, fn in fns.items():
-                out = np.empty(per_block, dtype=np.int64)
-                for i in range(per_block):
-                    r = reqs[(b * per_block + i) % len(reqs)]
-                    t0 = clock()
-                    fn(r)
-                    out[i] = clock() - t0
-                times[name].append(out)
-            if gc_was_enabled:
-                gc.collect()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return {name: np.concatenate(parts) for name, parts in times.items()}
-
-
 def table(times: dict) -> str:
-    rows = {name: np.percentile(t, [50, 99, 99.9]) / 1000.0 for name, t in times.items()}
-    ours = next(iter(rows.values()))[0]
-    lines = [
-        "| call | p50 µs | p99 µs | p99.9 µs | p50 / first row |",
-        "|---|---|---|---|---|",
-    ]
-    for name, (p50, p99, p999) in rows.items():
-        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {p999:.1f} | {p50 / ours:.2f}× |")
-    return "\n".join(lines)
+    return latency_table(times, "call", "p50 / first row")
 
 
 def main(argv: list[str] | None = None) -> int:

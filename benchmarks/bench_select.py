@@ -18,9 +18,7 @@ the probability vector, drawing the arm and building the ``Selection``.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers import MABWiserLinUCB, VowpalWabbit, vw_shared_line  # noqa: E402
+from _timing import latency_table, measure  # noqa: E402
 
 from policy_store import (  # noqa: E402
     AlgorithmConfig,
@@ -89,48 +88,8 @@ def build(seed: int, algorithm: AlgorithmConfig):
     }, reader
 
 
-def measure(fns: dict, contexts: np.ndarray, iterations: int, blocks: int = 20) -> dict:
-    """Time every call alone; libraries take turns in ``blocks`` blocks of calls each.
-
-    Within a block one library runs back to back (as a proxy calling it in a loop
-    would); taking turns spreads slow phases of a shared machine over all of them.
-    """
-    times = {name: [] for name in fns}
-    per_block = max(1, iterations // blocks)
-    clock = time.perf_counter_ns
-    for fn in fns.values():  # warm-up
-        for i in range(500):
-            fn(contexts[i % len(contexts)])
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for b in range(blocks):
-            for name, fn in fns.items():
-                out = np.empty(per_block, dtype=np.int64)
-                for i in range(per_block):
-                    x = contexts[(b * per_block + i) % len(contexts)]
-                    t0 = clock()
-                    fn(x)
-                    out[i] = clock() - t0
-                times[name].append(out)
-            if gc_was_enabled:
-                gc.collect()  # between blocks, never inside a timed call
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return {name: np.concatenate(parts) for name, parts in times.items()}
-
-
 def table(times: dict) -> str:
-    rows = {name: np.percentile(t, [50, 99, 99.9]) / 1000.0 for name, t in times.items()}
-    ours = next(iter(rows.values()))[0]
-    lines = [
-        "| selector | p50 µs | p99 µs | p99.9 µs | p50 vs ours |",
-        "|---|---|---|---|---|",
-    ]
-    for name, (p50, p99, p999) in rows.items():
-        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {p999:.1f} | {p50 / ours:.1f}× |")
-    return "\n".join(lines)
+    return latency_table(times, "selector", "p50 vs ours")
 
 
 def blas_info() -> str:
