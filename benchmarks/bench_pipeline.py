@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -298,6 +299,7 @@ def run(args: argparse.Namespace) -> None:
             _stop(proc)
         if svc is not None:
             svc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
