@@ -1,8 +1,8 @@
 """The dashboard in headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
 
-Redis is populated the way a running loop writes it: parameters through
+Most tests populate Redis the way a running loop writes it: parameters through
 ``store.apply`` and per-minute aggregates / health / freshness through the
-``stream_app.aggregates`` helpers. Set ``RL_COMMONS_DASHBOARD_SCREENSHOT=path.png``
+``stream_app.aggregates`` helpers; one runs the real loop (broker, `rl-commons worker`). Set ``RL_COMMONS_DASHBOARD_SCREENSHOT=path.png``
 to save a screenshot of the populated page (docs/dashboard.png is made that way).
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from policy_store import Observation, make_config
+from producers import Topics
 from stream_app import aggregates
 
 CHROMIUM = "/usr/bin/chromium"
@@ -379,3 +380,44 @@ def test_policy_picker_switches_between_policies(browser, server_factory, redis_
     assert browser.find_element(by, "#rollout-input").get_attribute("value") == "70"
     assert "no data in this window yet" in browser.find_element(by, "#chart-reward").text
     assert browser.current_url.endswith("?policy=summaries")
+
+
+def test_page_shows_data_from_a_real_worker(
+    browser, server_factory, redis_store, settings, unique, tmp_path
+):
+    """The whole loop: events through the broker, a real `rl-commons worker`, the page."""
+    from tests._worker_proc import WorkerProcess
+    from tests.integration._stream_helpers import Sender, decision, outcome, wait_for
+
+    make_policy(redis_store)
+    worker = WorkerProcess(settings, "w1", app_id=f"g{unique}", workdir=tmp_path).start()
+    try:
+        worker.wait_ready()
+        sender = Sender(settings.kafka_bootstrap, Topics(settings.topic_prefix))
+        arms = ("gpt-4", "claude-3", "llama")
+        for i in range(60):
+            arm = arms[i % 3]
+            cohort = "rl" if i % 2 else "baseline"
+            sender.send(decision(i, arm=arm, policy="provider_selection", arms=arms, cohort=cohort))
+            sender.send(outcome(i, quality=0.8, cost=0.01, latency=500.0, final=True))
+        sender.p.flush(10)
+        wait_for(
+            lambda: (
+                sum(st.n for st in redis_store.read_state("provider_selection").arms.values()) >= 60
+            ),
+            timeout=60,
+            what="the worker to apply 60 rewards",
+        )
+        server = server_factory()
+        open_page(browser, server)
+        page = read_page(browser)
+        assert {r[0]: r[1] for r in page["arms"]} == {
+            "gpt-4": "20",
+            "claude-3": "20",
+            "llama": "20",
+        }
+        points = page["points"]["chart-reward"]
+        assert set(points) == {"rl", "baseline"} and min(points.values()) >= 1
+        assert page["bars"] >= 1
+    finally:
+        worker.stop()
