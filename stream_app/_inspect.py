@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from policy_store import PolicyConfig, PolicyState, Snapshot
+from policy_store import PolicyConfig, PolicyState, make_algorithm
 
 from .aggregates import Bucket, CohortArmStats
 
@@ -122,7 +122,7 @@ def _means(s: CohortArmStats) -> dict[str, float | None]:
 
 def theta_by_arm(config: PolicyConfig, state: PolicyState) -> dict[str, list[float]]:
     """Per-arm ridge estimate θ = (λI + Σxxᵀ)⁻¹ Σrx (the prior, zeros, for arms without data)."""
-    snap = Snapshot.build(state, config.arms, config.n_features, ridge=config.algorithm.ridge)
+    snap = make_algorithm(config.algorithm).snapshot(state, config.arms, config.n_features)
     return {arm: [float(v) for v in snap.theta[i]] for i, arm in enumerate(config.arms)}
 
 
