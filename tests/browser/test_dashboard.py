@@ -2,8 +2,9 @@
 
 Most tests populate Redis the way a running loop writes it: parameters through
 ``store.apply`` and per-minute aggregates / health / freshness through the
-``stream_app.aggregates`` helpers; one runs the real loop (broker, `rl-commons worker`). Set ``RL_COMMONS_DASHBOARD_SCREENSHOT=path.png``
-to save a screenshot of the populated page (docs/dashboard.png is made that way).
+``stream_app.aggregates`` helpers; one runs the real loop (broker, ``rl-commons worker``).
+Set ``RL_COMMONS_DASHBOARD_SCREENSHOT=path.png`` to save a screenshot of the populated page
+(docs/dashboard.png is made that way).
 """
 
 from __future__ import annotations
