@@ -23,7 +23,6 @@ class InMemoryPolicyStore(PolicyStore):
         self._updated: dict[str, float | None] = {}
         self._seen: dict[str, dict[str, float]] = {}
         self._clock = clock
-        self.listeners: list[Callable[[str, int], None]] = []
 
     def _need(self, name: str) -> PolicyConfig:
         try:
@@ -95,10 +94,7 @@ class InMemoryPolicyStore(PolicyStore):
     def _bump(self, name: str) -> int:
         self._versions[name] += 1
         self._updated[name] = self._clock()
-        v = self._versions[name]
-        for fn in list(self.listeners):
-            fn(name, v)
-        return v
+        return self._versions[name]
 
     def _apply_deltas(
         self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
@@ -117,7 +113,6 @@ class InMemoryPolicyStore(PolicyStore):
             state = self._states[name]
             gamma = config.algorithm.forgetting
             for arm, delta in deltas.items():
-                delta.validate(config.n_features)
                 old = state.get(arm) or ArmStats.zeros(config.n_features)
                 state[arm] = old.decayed(gamma**delta.n) + delta
             return self._bump(name), []

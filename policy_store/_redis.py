@@ -190,7 +190,6 @@ class RedisPolicyStore(PolicyStore):
         ]
         gamma = config.algorithm.forgetting
         for arm, delta in deltas.items():
-            delta.validate(config.n_features)
             args += [arm, repr(gamma**delta.n), repr(delta.n), delta.xx_bytes(), delta.b_bytes()]
         try:
             res = self._apply_script(keys=keys, args=args)

@@ -19,11 +19,16 @@ from ._state import ArmStats, Observation, PolicyState, aggregate
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What one ``apply`` did: the version after it, observations added and skipped."""
+    """What one ``apply`` did: the version after it, observations added and skipped.
+
+    ``already_applied`` names the decision ids skipped because an earlier batch had
+    applied them (repeats inside the batch are counted in ``duplicates`` only).
+    """
 
     version: int
     applied: int
     duplicates: int
+    already_applied: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -112,18 +117,17 @@ class PolicyStore(ABC):
                 in_batch_dupes += 1
             else:
                 unique[obs.decision_id] = obs
-        total = len(unique)
-        skipped = 0
         pending = list(unique.values())
-        # validate everything before touching the store
-        aggregate(pending, config.n_features)
+        deltas = aggregate(pending, config.n_features)  # validates before touching the store
+        already: set[str] = set()
         while True:
             if not pending:
-                return ApplyResult(self.version(name), 0, skipped + in_batch_dupes)
-            deltas = aggregate(pending, config.n_features)
+                version = self.version(name)
+                break
             version, dups = self._apply_deltas(config, [o.decision_id for o in pending], deltas)
             if not dups:
-                return ApplyResult(version, total - skipped, skipped + in_batch_dupes)
-            seen = set(dups)
-            skipped += len(seen)
-            pending = [o for o in pending if o.decision_id not in seen]
+                break
+            already.update(dups)
+            pending = [o for o in pending if o.decision_id not in already]
+            deltas = aggregate(pending, config.n_features)
+        return ApplyResult(version, len(pending), len(already) + in_batch_dupes, frozenset(already))

@@ -114,18 +114,9 @@ class Updater:
             self.metrics.batch_size.observe(len(rewards))
         return result
 
-    def _new_ids(self, keys: PolicyKeys, ids: list[str]) -> set[str]:
-        if not isinstance(self.store, RedisPolicyStore):
-            return set(ids)
-        pipe = self.store.client.pipeline(transaction=False)
-        for i in ids:
-            pipe.exists(keys.dedupe(i))
-        return {i for i, seen in zip(ids, pipe.execute(), strict=True) if not seen}
-
     def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
         keys = PolicyKeys(getattr(self.store, "prefix", ""), policy)
         t0 = self._clock()
-        new_ids = self._new_ids(keys, list({r.decision_id for r in items}))
         try:
             res = self.store.apply(policy, to_observations(items, self.cohort_weights))
         except UnknownPolicyError as exc:
@@ -155,7 +146,7 @@ class Updater:
         now = self._clock()
         fresh: dict[str, RewardEvent] = {}
         for r in items:
-            if r.decision_id in new_ids:
+            if r.decision_id not in res.already_applied:
                 fresh.setdefault(r.decision_id, r)
         lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in items]
         if isinstance(self.store, RedisPolicyStore):
