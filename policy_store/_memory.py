@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from ._config import PolicyConfig
 from ._errors import ConfigError, UnknownPolicyError
 from ._state import ArmStats, PolicyState
-from ._store import Head, PolicyStore
+from ._store import Head, PolicyStore, check_compatible
 
 
 class InMemoryPolicyStore(PolicyStore):
@@ -54,7 +54,7 @@ class InMemoryPolicyStore(PolicyStore):
     def put_config(self, config: PolicyConfig) -> PolicyConfig:
         with self._lock:
             old = self._need(config.name)
-            _check_compatible(old, config)
+            check_compatible(old, config)
             self._configs[config.name] = config
             return config
 
@@ -116,17 +116,3 @@ class InMemoryPolicyStore(PolicyStore):
                 old = state.get(arm) or ArmStats.zeros(config.n_features)
                 state[arm] = old.decayed(gamma**delta.n) + delta
             return self._bump(name), []
-
-
-def _check_compatible(old: PolicyConfig, new: PolicyConfig) -> None:
-    if new.n_features != old.n_features:
-        raise ConfigError(
-            f"n_features cannot change from {old.n_features} to {new.n_features} on a live policy; "
-            "create a new policy (or reset and recreate this one)"
-        )
-    removed = [a for a in old.arms if a not in new.arms]
-    if removed:
-        raise ConfigError(
-            f"arms {removed} cannot be removed from a live policy; keep them (set another "
-            "baseline_arm) or create a new policy"
-        )

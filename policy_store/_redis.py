@@ -12,9 +12,8 @@ import redis
 from ._config import PolicyConfig
 from ._errors import ConfigError, InvalidDeltaError, StoreUnavailableError, UnknownPolicyError
 from ._keys import PolicyKeys, registry_key
-from ._memory import _check_compatible
 from ._state import ArmStats, PolicyState
-from ._store import Head, PolicyStore
+from ._store import Head, PolicyStore, check_compatible
 
 
 def _translate(exc: Exception, url: str) -> Exception:
@@ -100,7 +99,7 @@ class RedisPolicyStore(PolicyStore):
 
     def put_config(self, config: PolicyConfig) -> PolicyConfig:
         old = self.get_config(config.name)
-        _check_compatible(old, config)
+        check_compatible(old, config)
         self._call(self.client.set, self.keys(config.name).config, config.to_json(), xx=True)
         return config
 

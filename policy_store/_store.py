@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import PolicyConfig
-from ._errors import UnknownArmError
+from ._errors import ConfigError, UnknownArmError
 from ._state import ArmStats, Observation, PolicyState, aggregate
 
 
@@ -131,3 +131,18 @@ class PolicyStore(ABC):
             pending = [o for o in pending if o.decision_id not in already]
             deltas = aggregate(pending, config.n_features)
         return ApplyResult(version, len(pending), len(already) + in_batch_dupes, frozenset(already))
+
+
+def check_compatible(old: PolicyConfig, new: PolicyConfig) -> None:
+    """Refuse a config change a live policy cannot take (n_features, removed arms)."""
+    if new.n_features != old.n_features:
+        raise ConfigError(
+            f"n_features cannot change from {old.n_features} to {new.n_features} on a live policy; "
+            "create a new policy (or reset and recreate this one)"
+        )
+    removed = [a for a in old.arms if a not in new.arms]
+    if removed:
+        raise ConfigError(
+            f"arms {removed} cannot be removed from a live policy; keep them (set another "
+            "baseline_arm) or create a new policy"
+        )
