@@ -176,14 +176,18 @@ class EventProducer:
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, self._poll_interval * 4))
             self._thread = None
+        failed_before = self.delivery_failed
         try:
-            left = producer.flush(timeout)
+            if producer.flush(timeout):
+                # what is still queued will never be sent: purge it so every such message
+                # comes back through a delivery report and is counted as failed, exactly
+                producer.purge()
+                producer.poll(0)
         except Exception as exc:
             log.warning("flush failed: %s", exc)
-            left = len(producer)
-        self._left_at_close = int(left)
+            self._left_at_close = self.queue_length()
         self._producer = None  # release the client so it stops reconnecting and logging
-        return int(left)
+        return self.delivery_failed - failed_before + self._left_at_close
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` seconds for queued events; returns how many are left."""
@@ -242,8 +246,15 @@ class EventProducer:
         return max(0, self.enqueued - self.delivery_failed - left)
 
     def queue_length(self) -> int:
+        """Events queued or in flight.
+
+        ``len(producer)`` also counts protocol requests (metadata, producer id) waiting for
+        the broker; it is capped by the events not yet known to have failed.
+        """
         producer = self._producer
-        return 0 if producer is None else len(producer)
+        if producer is None:
+            return 0
+        return max(0, min(len(producer), self.enqueued - self.delivery_failed))
 
     def metrics(self) -> dict[str, Any]:
         """Counters since start, the local queue length and the last error seen."""
