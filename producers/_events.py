@@ -223,6 +223,13 @@ def parse_event(raw: bytes | str, expected: type[_Event] | None = None) -> Any:
         raw = raw.encode()
     if len(raw) > MAX_EVENT_BYTES:
         raise EventError("too_large", f"{len(raw)} bytes, the limit is {MAX_EVENT_BYTES}")
+    if expected is not None:
+        # fast path: pydantic's own JSON parser (rejects NaN/inf through allow_inf_nan);
+        # any failure is parsed again below to name the precise reason
+        try:
+            return expected.model_validate_json(raw)
+        except (ValidationError, RecursionError):
+            pass
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
