@@ -1,23 +1,21 @@
 """The Faust app, built by ``create_app(settings)``; nothing happens at import time.
 
-Two agents and a few timers:
+The worker joins decisions and outcomes (co-partitioned by decision_id) into
+rewards, sends them to the ``rewards`` topic and bad input to ``dlq``, and applies
+reward batches to the policy store. Two engines do that with the same pure logic
+(``_join``, ``_updater``):
 
-- ``join`` reads decisions and outcomes (co-partitioned by decision_id, one agent
-  over both topics so the same worker owns partition p of both), keeps one entry
-  per decision_id in the table ``join`` and sends rewards to the ``rewards`` topic
-  and bad input to the ``dlq`` topic. The logic is ``_join`` (pure functions).
-- ``updater`` reads rewards in batches (``stream.take_events(batch_size, within)``)
-  and applies them through the store's idempotent ``apply``. Every message of a
-  batch holds an extra reference until ``apply`` returned, so Faust cannot commit
-  its offset earlier - not even when the worker is stopped during a Redis outage.
-- timers: ``sweep`` closes windows (rewards with defaults, expiries) and drops old
-  tombstones; ``flush_health`` writes the loop-health counters to Redis;
-  ``refresh_configs`` keeps the policy configs the validation needs in memory.
+- ``batch`` (default): ``_engine.BatchEngine``, a confluent-kafka consumer thread
+  that processes up to ``batch_size`` messages at a time - join, publish rewards and
+  the table changes (changelog ``<app id>-join-changelog``), apply the rewards,
+  commit. Several thousand rewards/s per worker.
+- ``agents``: plain Faust agents over a Faust table (``_agents``); simpler, Faust's
+  table stores, about a quarter of the throughput.
 
-State: ``store="memory://"`` by default, so the join table lives in memory and is
-rebuilt from its changelog topic (``<app id>-join-changelog``) when a worker starts
-or takes over partitions. Pass ``table_store="rocksdb://"`` when rocksdict is
-installed to keep it on disk in ``datadir``.
+Either way the Faust worker hosts the web server (``/metrics``, ``/ready``), the
+timers (``flush_health`` writes the loop-health counters to Redis;
+``refresh_configs`` keeps the policy configs the validation needs in memory) and
+the lifecycle; workers with the same app id share the partitions as one group.
 
 Faust settings for the embedded broker (Tansu): session and rebalance timeouts of
 6 s and a 1 s heartbeat make (re)joins take ~3 s instead of ~30 s. The processing
@@ -27,7 +25,6 @@ effect on parameters comes from the idempotent apply.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import ssl
 import time
@@ -46,12 +43,14 @@ from policy_store import (
     Settings,
     UnknownPolicyError,
 )
-from producers import DLQRecord, EventError, RewardEvent, Topics
+from producers import Topics
 
-from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS, Step, on_decision, on_outcome, on_tick
+from ._agents import Agents, install_agents
+from ._batch_join import JoinTables
+from ._engine import BatchEngine, EngineOptions
+from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS
 from ._metrics import CONTENT_TYPE_LATEST, HealthBuffer, WorkerMetrics
 from ._updater import Updater
-from ._validation import validate_decision, validate_outcome, validate_reward
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +145,22 @@ class StreamApp:
     app: faust.App
     settings: Settings
     topics: Topics
-    table: Any
-    join: Any  # faust agent
-    updater_agent: Any  # faust agent
     updater: Updater
     configs: ConfigCache
     metrics: WorkerMetrics
     health: HealthBuffer
-    joiner: _Joiner
+    engine: BatchEngine | None = None  # the batch engine
+    agents: Agents | None = None  # the agents engine
+
+    @property
+    def ready(self) -> tuple[bool, list[str]]:
+        """Whether the worker owns partitions and is not rebalancing, and which."""
+        if self.engine is not None:
+            return self.engine.ready, list(self.engine.assigned)
+        app = self.app
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives())
+        ok = bool(assigned) and not app.rebalancing and not getattr(app, "in_recovery", False)
+        return ok, assigned
 
     def main(self) -> None:
         """Run a worker in this process (blocking), like ``faust worker``."""
@@ -180,157 +187,6 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(ctx)
 
 
-class _Joiner:
-    """Moves events between Faust and the pure join functions."""
-
-    def __init__(self, sa_topics: Topics, default_window: float, retention: float) -> None:
-        self.names = sa_topics
-        self.default_window = default_window
-        self.retention = retention
-        self.heap: list[tuple[float, str]] = []
-        self.rebuild = True
-        # set by create_app
-        self.table: Any = None
-        self.rewards_topic: Any = None
-        self.dlq_topic: Any = None
-        self.configs: ConfigCache = None  # type: ignore[assignment]
-        self.metrics: WorkerMetrics = None  # type: ignore[assignment]
-        self.health: HealthBuffer = None  # type: ignore[assignment]
-
-    async def send_dlq(self, reason: str, detail: str, message: Any, policy: str | None) -> None:
-        rec = DLQRecord.of(
-            reason,  # type: ignore[arg-type]
-            detail,
-            message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            timestamp=time.time(),
-        )
-        await self.dlq_topic.send(key=message.key, value=rec.to_bytes())
-        self.metrics.dlq.labels(reason).inc()
-        self.health.add(policy, {f"dlq:{reason}": 1})
-
-    async def handle(self, event: Any) -> None:
-        """One message from decisions or outcomes."""
-        msg = event.message
-        kind = self._kind(msg)
-        self.metrics.events_in.labels(kind).inc()
-        now = time.time()
-        raw = msg.value
-        try:
-            if kind == "decisions":
-                dec, cfg = validate_decision(raw, self.configs.get, msg.key)
-                key = dec.decision_id
-                step = on_decision(
-                    self.table.get(key), dec, cfg.reward, now, retention=self.retention
-                )
-            else:
-                out, cfg = validate_outcome(raw, self.configs.get, msg.key)
-                key = out.decision_id
-                state = self.table.get(key)
-                spec = cfg.reward if cfg is not None else None
-                if state is not None and state.get("policy"):
-                    spec = self.configs.spec(state["policy"]) or spec
-                if state is not None and state.get("d") is not None and spec is None:
-                    spec = RewardSpec()  # its policy was deleted meanwhile
-                step = on_outcome(
-                    state, out, spec, now, self.default_window, retention=self.retention
-                )
-        except EventError as exc:
-            await self.send_dlq(exc.reason, exc.detail, msg, None)
-            return
-        await self._emit(step, msg)
-        if step.changed:
-            if step.state is None:
-                if key in self.table:
-                    del self.table[key]
-            else:
-                self.table[key] = {**step.state, "p": msg.partition}
-                heapq.heappush(self.heap, (step.state["deadline"], key))
-
-    def _kind(self, msg: Any) -> str:
-        if msg.topic == self.names.decisions:
-            return "decisions"
-        if msg.topic == self.names.outcomes:
-            return "outcomes"
-        # an in-memory channel (agent.test_context()): go by the event's type field
-        return "decisions" if b'"type":"decision"' in (msg.value or b"")[:200] else "outcomes"
-
-    async def _emit(self, step: Step, msg: Any, topic: str | None = None) -> None:
-        kind = topic or self._kind(msg)
-        self.metrics.count_join(step.counters, kind)
-        self.health.add(step.policy, step.counters)
-        for reason, detail in step.dlq:
-            await self.send_dlq(reason, detail, msg, step.policy)
-        for r in step.rewards:
-            await self.rewards_topic.send(key=r.decision_id.encode(), value=r.to_bytes())
-
-    async def sweep(self, app: faust.App) -> int:
-        """Close entries whose deadline passed (only on partitions this worker owns)."""
-        if app.rebalancing or getattr(app, "in_recovery", False):
-            return 0
-        now = time.time()
-        data = self.table.data
-        if self.rebuild:
-            self.heap = [(v["deadline"], k) for k, v in data.items() if isinstance(v, dict)]
-            heapq.heapify(self.heap)
-            self.rebuild = False
-        owned = {
-            tp.partition
-            for tp in app.assignor.assigned_actives()
-            if tp.topic in (self.names.decisions, self.names.outcomes)
-        }
-        due: list[tuple[str, dict, Step]] = []
-        seen: set[str] = set()  # a key is in the heap once per write: close it once
-        while self.heap and self.heap[0][0] <= now:
-            _, key = heapq.heappop(self.heap)
-            if key in seen:
-                continue
-            seen.add(key)
-            state = data.get(key)
-            if state is None or state["deadline"] > now or state.get("p") not in owned:
-                continue
-            policy = state.get("policy")
-            step = on_tick(
-                state,
-                self.configs.spec(policy),
-                now,
-                self.default_window,
-                retention=self.retention,
-            )
-            if step.changed:
-                due.append((key, state, step))
-        if not due:
-            return 0
-        # rewards first, and wait until the broker has them: a crash before the table
-        # write below leaves the entry open, and the next sweep re-sends the same reward
-        futures = []
-        for _key, _state, step in due:
-            self.metrics.count_join(step.counters, "sweep")
-            self.health.add(step.policy, step.counters)
-            for r in step.rewards:
-                futures.append(
-                    await self.rewards_topic.send(key=r.decision_id.encode(), value=r.to_bytes())
-                )
-        for fut in futures:
-            await fut
-        for key, state, step in due:
-            if data.get(key) is not state:
-                continue  # the agent changed it meanwhile; a repeated reward is deduped
-            p = state["p"]
-            if step.state is None:
-                data.pop(key, None)
-                self.table.send_changelog(p, key, None, value_serializer="raw")
-            else:
-                new = {**step.state, "p": p}
-                data[key] = new
-                self.table.send_changelog(p, key, new)
-                heapq.heappush(self.heap, (new["deadline"], key))
-        return len(due)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -339,6 +195,7 @@ def create_app(
     datadir: str | None = None,
     web_port: int | None = None,
     web_enabled: bool = True,
+    engine: str = "batch",
     table_store: str = "memory://",
     batch_size: int = 1000,
     batch_within: float = 0.05,
@@ -354,9 +211,14 @@ def create_app(
     """Build the stream app for ``settings`` (topics, Redis, Kafka).
 
     ``app_id`` is the Faust app id and consumer group (default ``<key_prefix>-stream``);
-    workers with the same id share the partitions. ``faust_options`` override any
-    Faust setting (e.g. ``{"broker_commit_every": 100}``).
+    workers with the same id share the partitions. ``engine`` is ``"batch"`` (default)
+    or ``"agents"`` (see the module docstring). ``batch_size`` bounds the messages per
+    batch (batch engine) or the rewards per apply (agents); ``batch_within`` is the
+    longest wait for a batch's first message (batch) or for a batch to fill (agents).
+    ``faust_options`` override any Faust setting (e.g. ``{"web_port": 6067}``).
     """
+    if engine not in ("batch", "agents"):
+        raise ValueError(f"engine must be 'batch' or 'agents', not {engine!r}")
     topics = Topics.from_settings(settings)
     if store is None:
         store = RedisPolicyStore.from_url(
@@ -392,62 +254,44 @@ def create_app(
     health = HealthBuffer()
     configs = ConfigCache(store)
     updater = Updater(store, metrics, cohort_weights=cohort_weights)
-
-    source = app.topic(
-        topics.decisions, topics.outcomes, key_serializer="raw", value_serializer="raw"
-    )
-    rewards_topic = app.topic(topics.rewards, key_serializer="raw", value_serializer="raw")
-    dlq_topic = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
-    table = app.Table(
-        "join",
-        default=None,
-        partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    sa = StreamApp(
+        app=app,
+        settings=settings,
+        topics=topics,
+        updater=updater,
+        configs=configs,
+        metrics=metrics,
+        health=health,
     )
 
-    joiner = _Joiner(topics, default_window, tombstone_seconds)
-    joiner.table, joiner.rewards_topic, joiner.dlq_topic = table, rewards_topic, dlq_topic
-    joiner.configs, joiner.metrics, joiner.health = configs, metrics, health
-
-    @table.on_recover
-    async def _recovered() -> None:
-        joiner.rebuild = True
-
-    async def join(stream):
-        async for event in stream.events():
-            await joiner.handle(event)
-
-    join_agent = app.agent(source, name="join")(join)
-
-    async def updater_loop(stream):
-        async for events in stream.take_events(batch_size, within=batch_within):
-            for ev in events:  # hold every offset until the store acknowledged the batch
-                ev.message.incref()
-            good: list[RewardEvent] = []
-            for ev in events:
-                metrics.events_in.labels("rewards").inc()
-                try:
-                    reward, _cfg = validate_reward(ev.value, configs.get)
-                    good.append(reward)
-                except EventError as exc:
-                    await joiner.send_dlq(exc.reason, exc.detail, ev.message, None)
-            result = await updater.apply_until_done(good)
-            if result.rejected:
-                by_key = {ev.message.key: ev.message for ev in events}
-                for reward, reason, detail in result.rejected:
-                    msg = by_key[reward.decision_id.encode()]
-                    await joiner.send_dlq(reason, detail, msg, reward.policy)
-            for ev in events:
-                ev.ack()
-
-    updater_agent = app.agent(rewards_topic, name="updater")(updater_loop)
-
-    @app.timer(sweep_interval, name="sweep")
-    async def _sweep() -> None:
-        try:
-            await joiner.sweep(app)
-        except Exception:  # never let a timer kill the worker
-            log.exception("sweep failed")
+    if engine == "agents":
+        sa.agents = install_agents(
+            app,
+            topics,
+            settings.topic_partitions,
+            configs,
+            metrics,
+            health,
+            updater,
+            batch_size=batch_size,
+            batch_within=batch_within,
+            sweep_interval=sweep_interval,
+            default_window=default_window,
+            tombstone_seconds=tombstone_seconds,
+        )
+    else:
+        join = JoinTables(
+            configs.get,
+            default_window=default_window,
+            retention=tombstone_seconds,
+            metrics=metrics,
+            health=health,
+        )
+        options = EngineOptions(
+            batch_size=batch_size, poll_wait=batch_within, sweep_interval=sweep_interval
+        )
+        sa.engine = BatchEngine(settings, topics, app_id, join, updater, options=options)
+        _run_with_worker(app, sa.engine)
 
     if isinstance(store, RedisPolicyStore):
         redis_store = store
@@ -476,25 +320,23 @@ def create_app(
 
         @app.page("/ready")
         async def _ready_view(self, request):
-            assigned = sorted(
-                f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()
-            )
-            ok = bool(assigned) and not app.rebalancing and not getattr(app, "in_recovery", False)
+            ok, assigned = sa.ready
             return self.json({"ready": ok, "assigned": assigned}, status=200 if ok else 503)
 
-    return StreamApp(
-        app=app,
-        settings=settings,
-        topics=topics,
-        table=table,
-        join=join_agent,
-        updater_agent=updater_agent,
-        updater=updater,
-        configs=configs,
-        metrics=metrics,
-        health=health,
-        joiner=joiner,
-    )
+    return sa
+
+
+def _run_with_worker(app: faust.App, engine: BatchEngine) -> None:
+    """Start the engine's thread with the Faust worker and stop it with the worker."""
+    import mode
+
+    @app.service
+    class _Engine(mode.Service):
+        async def on_start(self) -> None:
+            engine.start()
+
+        async def on_stop(self) -> None:
+            await self.loop.run_in_executor(None, engine.stop)
 
 
 __all__ = ["FAST_REJOIN", "ConfigCache", "StreamApp", "create_app"]

@@ -41,10 +41,11 @@ def stream(tmp_path):
         store=store,
         datadir=str(tmp_path),
         web_enabled=False,
+        engine="agents",
     )
     sa.app.finalize()
     rewards, dlq = sa.app.channel(), sa.app.channel()
-    sa.joiner.rewards_topic, sa.joiner.dlq_topic = rewards, dlq
+    sa.agents.joiner.rewards_topic, sa.agents.joiner.dlq_topic = rewards, dlq
     # iterators subscribe to the channels, so what the agents send is kept for us
     return sa, store, rewards.__aiter__(), dlq.__aiter__()
 
@@ -61,7 +62,7 @@ async def _drain(channel) -> list[bytes]:
 
 async def test_join_agent_emits_one_reward_and_sends_bad_input_to_the_dlq(stream):
     sa, _store, rewards, dlq = stream
-    async with sa.join.test_context() as agent:
+    async with sa.agents.join.test_context() as agent:
         await agent.put(_decision("d1").to_bytes(), key=b"d1")
         await agent.put(
             OutcomeEvent(
@@ -77,7 +78,7 @@ async def test_join_agent_emits_one_reward_and_sends_bad_input_to_the_dlq(stream
     assert {r.decision_id for r in out} == {"d1"} and out[0].reward == pytest.approx(1.0)
     assert [r.reason for r in bad] == ["bad_json", "feature_length"]
     assert bad[0].original == b"{broken"
-    assert sa.table["d1"]["status"] == "rewarded"
+    assert sa.agents.table["d1"]["status"] == "rewarded"
 
 
 async def test_updater_agent_applies_a_batch_once(stream):
@@ -95,7 +96,7 @@ async def test_updater_agent_applies_a_batch_once(stream):
         decision_ts=1.0,
         reward_ts=2.0,
     )
-    async with sa.updater_agent.test_context() as agent:
+    async with sa.agents.updater.test_context() as agent:
         await agent.put(reward.to_bytes(), key=b"d9")
         await agent.put(reward.to_bytes(), key=b"d9")  # a replay
         await agent.put(b'{"type": "reward"}', key=b"zz")
