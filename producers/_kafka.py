@@ -6,9 +6,16 @@
   Java / aiokafka / Faust client would choose, no compression (lz4 would not be
   readable by the Faust consumer without extra packages).
 * ``send`` only enqueues: a full local queue (``producer_queue_max`` messages)
-  or any client error is counted as a drop, never raised. Delivery reports are
-  served by a background thread calling ``poll``; librdkafka reports only
-  failures (counted), so no Python callback runs per delivered event.
+  or any client error is counted as a drop, never raised.
+* Delivery reports. librdkafka reports only failures to our callbacks (counted),
+  but confluent-kafka still takes the GIL once per *delivered* message when its
+  report is served, and a message counts against the queue bound until then.
+  Served by a background thread blocked in ``poll`` while requests run, every one
+  of those GIL hand-offs would stall a request thread (hundreds per second under
+  load, the proxy's p99). So ``send`` serves them itself, ``poll(0)`` after every
+  ``SERVE_EVERY`` events (no hand-off: it already holds the GIL; a few µs each
+  time), and the background thread only wakes every ``poll_interval`` seconds to
+  serve them when traffic stops (it then finds the GIL free).
 * ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
   nothing while the queue has room.
 * Counters: ``metrics()`` (a dict) and a prometheus collector (``register``).
@@ -36,8 +43,8 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "linger.ms": 5,
     "message.timeout.ms": 300_000,
     "socket.keepalive.enable": True,
-    # only failures call back into Python: a callback per delivered message would take
-    # the GIL from the request threads ~once per event; delivered is derived instead
+    # only failures call our callback (a Python call per delivered message would cost
+    # more than the rest of ``send``); delivered is derived instead
     "delivery.report.only.error": True,
 }
 
@@ -87,13 +94,15 @@ class EventProducer:
     """
 
     COUNTERS = ("enqueued", "delivered", "dropped", "delivery_failed", "errors")
+    #: ``send`` serves delivery reports after this many events (a power of two)
+    SERVE_EVERY = 16
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
         config: Mapping[str, Any] | None = None,
-        poll_interval: float = 0.05,
+        poll_interval: float = 0.25,
     ) -> None:
         settings = settings or Settings()
         self._config = producer_config(settings, **dict(config or {}))
@@ -110,6 +119,7 @@ class EventProducer:
         self.dropped = 0
         self.delivery_failed = 0
         self.errors = 0
+        self._served = 0  # delivery-report polls made by ``send``
 
     # -- lifecycle ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -158,13 +168,22 @@ class EventProducer:
             return producer
 
     def _serve(self) -> None:
+        """Serve delivery reports while ``send`` does not (no traffic): one wake-up per interval."""
         producer = self._producer
-        while not self._stop.is_set():
-            try:
-                producer.poll(self._poll_interval)
-            except Exception as exc:  # a callback bug must not kill delivery reporting
-                self.errors += 1
-                log.debug("poll failed: %s", exc)
+        wait, interval = self._stop.wait, self._poll_interval
+        seen = -1
+        while not wait(interval):
+            if self._served != seen:  # requests are flowing and serve the reports themselves
+                seen = self._served
+                continue
+            self._poll(producer)
+
+    def _poll(self, producer: Any) -> None:
+        try:
+            producer.poll(0)
+        except Exception as exc:  # a callback bug must not kill delivery reporting
+            self.errors += 1
+            log.debug("poll failed: %s", exc)
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush for up to ``timeout`` seconds and stop; returns messages not delivered."""
@@ -174,7 +193,7 @@ class EventProducer:
             return 0
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=max(1.0, self._poll_interval * 4))
+            self._thread.join(timeout=1.0)  # wakes at once: it waits on the stop event
             self._thread = None
         failed_before = self.delivery_failed
         try:
@@ -225,6 +244,9 @@ class EventProducer:
             self._last_error = str(exc)
             return False
         self.enqueued += 1
+        if not self.enqueued % self.SERVE_EVERY:
+            self._served += 1
+            self._poll(producer)
         return True
 
     # -- callbacks (delivery thread) ---------------------------------------------------------
