@@ -272,6 +272,17 @@ class Algorithm(ABC):
     ) -> Selection:
         """Choose one of the offered arms; report the distribution and the propensity."""
 
+    def choose(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
+    ) -> tuple[int, float, Sequence[float]]:
+        """``select`` over all arms, lean: (arm index, its probability, the distribution).
+
+        The same choice as ``select`` for the same generator state, without building a
+        ``Selection``; the distribution may be a list. The proxy's hot path uses it.
+        """
+        sel = self.select(snap, x, rng)
+        return sel.index, sel.propensity, sel.probabilities
+
     def greedy(self, snap: Snapshot, x: np.ndarray, offered: Sequence[int] | None = None) -> int:
         """Index (into offered) of the arm with the highest estimated reward θᵀx."""
         idx = np.arange(len(snap.arms)) if offered is None else np.asarray(offered)

@@ -76,6 +76,13 @@ class LinUCB(Algorithm):
         x = np.asarray(x, dtype=np.float64)
         return np.array(self._distribution(self._scores(snap, x, offered_index(snap, offered))))
 
+    def choose(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
+    ) -> tuple[int, float, list[float]]:
+        probs = self._distribution(self._scores(snap, x, None))
+        i = draw(probs, rng.random()) if len(probs) > 1 else 0
+        return i, probs[i], probs
+
     def select(
         self,
         snap: Snapshot,

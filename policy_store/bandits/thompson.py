@@ -76,6 +76,13 @@ class LinearThompson(Algorithm):
         wins = np.bincount(draws.argmax(axis=1), minlength=K) / self.n_samples
         return (1.0 - self.epsilon) * wins + self.epsilon / K
 
+    def choose(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
+    ) -> tuple[int, float, np.ndarray]:
+        p = self.probabilities(snap, x, rng)
+        i = draw(p, rng.random()) if p.shape[0] > 1 else 0
+        return i, float(p[i]), p
+
     def select(
         self,
         snap: Snapshot,
