@@ -93,6 +93,12 @@ class BatchEngine:
         self.rebalancing = True
         self.error: BaseException | None = None
         self._next_sweep = 0.0
+        # rewards read but not applied yet (kept while Redis is down), offsets to commit
+        self._pending: list[tuple[RewardEvent, Any]] = []
+        self._reward_offsets: dict[tuple[str, int], int] = {}
+        self._retry_at = 0.0
+        self._backoff = self.options.initial_backoff
+        self._rewards_paused = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> BatchEngine:
@@ -132,6 +138,8 @@ class BatchEngine:
         self._consumer = Consumer(cfg)
         self.rebalancing = True
         self.join.tables.clear()
+        self._forget_pending()
+        self._rewards_paused = False
         try:
             self._consumer.subscribe(
                 [self.topics.decisions, self.topics.outcomes, self.topics.rewards],
@@ -144,6 +152,7 @@ class BatchEngine:
                 if msgs:
                     self._process(msgs)
                 now = self._clock()
+                self._apply_pending(now)
                 if now >= self._next_sweep:
                     self._next_sweep = now + self.options.sweep_interval
                     self._sweep(now)
@@ -171,51 +180,52 @@ class BatchEngine:
     def _process(self, msgs: list[Any]) -> None:
         now = self._clock()
         out = Outputs()
-        rewards: list[tuple[RewardEvent, Any]] = []
-        offsets: dict[tuple[str, int], int] = {}
+        join_offsets: dict[tuple[str, int], int] = {}
         dec, outc, rew = self.topics.decisions, self.topics.outcomes, self.topics.rewards
         for msg in msgs:
             if msg.error() is not None:
                 log.warning("consumer error: %s", msg.error())
                 continue
             topic, p, off = msg.topic(), msg.partition(), msg.offset()
-            offsets[(topic, p)] = off + 1
             value = msg.value() or b""
             if topic == rew:
+                self._reward_offsets[(topic, p)] = off + 1
                 self.updater.metrics.events_in.labels("rewards").inc()
                 try:
                     reward, _cfg = validate_reward(value, self.join.config)
-                    rewards.append((reward, msg))
+                    self._pending.append((reward, msg))
                 except EventError as exc:
                     src = Source(topic, p, off, msg.key())
                     out.dlq.append(
                         self.join.dlq_record(exc.reason, exc.detail, value, src, now, None)
                     )
                 continue
+            join_offsets[(topic, p)] = off + 1
             kind = DECISIONS if topic == dec else OUTCOMES if topic == outc else None
-            if kind is None:
-                continue
-            self.join.handle(kind, value, Source(topic, p, off, msg.key()), now, out)
+            if kind is not None:
+                self.join.handle(kind, value, Source(topic, p, off, msg.key()), now, out)
         self._publish(out)
-        if rewards:
-            self._apply(rewards, now)
         self.join.flush_counts()
-        self._commit(offsets)
+        self._commit(join_offsets)
+        self._apply_pending(now)
 
-    def _apply(self, rewards: list[tuple[RewardEvent, Any]], now: float) -> None:
-        delay = self.options.initial_backoff
-        while True:
-            try:
-                result = self.updater.apply([r for r, _ in rewards])
-                break
-            except StoreUnavailableError as exc:
-                if self._stop.is_set():
-                    raise  # nothing committed: the batch is read again after a restart
-                self.updater.metrics.apply_retries.inc()
-                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.options.max_backoff)
-        if result.rejected:
+    def _apply_pending(self, now: float) -> None:
+        """Apply the rewards read so far and commit their offsets; on a Redis outage keep
+        them (uncommitted), pause the rewards partitions and retry with backoff while the
+        join goes on."""
+        if not self._reward_offsets or now < self._retry_at:
+            return
+        rewards = self._pending
+        try:
+            result = self.updater.apply([r for r, _ in rewards]) if rewards else None
+        except StoreUnavailableError as exc:
+            self.updater.metrics.apply_retries.inc()
+            log.warning("store unavailable, retrying in %.1fs: %s", self._backoff, exc)
+            self._retry_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.options.max_backoff)
+            self._pause_rewards(True)
+            return
+        if result is not None and result.rejected:
             by_id = {r.decision_id: m for r, m in rewards}
             out = Outputs()
             for reward, reason, detail in result.rejected:
@@ -225,6 +235,29 @@ class BatchEngine:
                     self.join.dlq_record(reason, detail, m.value() or b"", src, now, reward.policy)
                 )
             self._publish(out)
+            self.join.flush_counts()
+        self._commit(self._reward_offsets)
+        self._forget_pending()
+        self._pause_rewards(False)
+
+    def _forget_pending(self) -> None:
+        self._pending = []
+        self._reward_offsets = {}
+        self._retry_at = 0.0
+        self._backoff = self.options.initial_backoff
+
+    def _pause_rewards(self, pause: bool) -> None:
+        if pause == self._rewards_paused:
+            return
+        from confluent_kafka import TopicPartition
+
+        tps = [
+            TopicPartition(tp.topic, tp.partition)
+            for tp in self._consumer.assignment()
+            if tp.topic == self.topics.rewards
+        ]
+        (self._consumer.pause if pause else self._consumer.resume)(tps)
+        self._rewards_paused = pause
 
     # -- producing ---------------------------------------------------------------------------
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -311,6 +344,9 @@ class BatchEngine:
         # keep the tables until the next assignment tells which partitions stay ours
         self.rebalancing = True
         self.assigned = []
+        # rewards not applied yet were not committed either: their next owner reads them
+        self._forget_pending()
+        self._rewards_paused = False
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         # the group went on without us (session or poll interval expired): another

@@ -37,13 +37,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--without-web", action="store_true", help="do not start the web server")
     p.add_argument("--datadir", help="Faust data directory (default: ./<app id>-data)")
     p.add_argument(
-        "--batch-size", type=int, default=1000, help="max rewards per store apply (default 1000)"
+        "--engine",
+        choices=["batch", "agents"],
+        default="batch",
+        help="batch (default): a consumer thread joining and applying in batches, several "
+        "thousand rewards/s; agents: plain Faust agents and a Faust table, simpler and slower",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="max messages per batch (batch engine) or rewards per store apply (agents); "
+        "default 1000",
     )
     p.add_argument(
         "--batch-within",
         type=float,
         default=0.05,
-        help="max seconds to wait while filling an updater batch (default 0.05)",
+        help="max seconds to wait for a batch's first message (batch engine) or for a batch "
+        "to fill (agents); default 0.05",
     )
     p.add_argument(
         "--sweep-interval",
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         datadir=args.datadir,
         web_port=args.web_port,
         web_enabled=not args.without_web,
+        engine=args.engine,
         batch_size=args.batch_size,
         batch_within=args.batch_within,
         sweep_interval=args.sweep_interval,
