@@ -2,7 +2,10 @@
 
 Within a block one caller runs back to back (as a proxy calling it in a loop would);
 taking turns block by block spreads the slow phases of a shared machine over all of
-them, so their ratios stay meaningful. The garbage collector runs only between blocks.
+them, so their ratios stay meaningful. The garbage collector runs only between blocks,
+and the order of the callers rotates from block to block: the first calls after a full
+collection run on cold caches (several times slower for a few calls), and a fixed order
+would charge all of that to the first caller.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ def measure(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        items = list(fns.items())
         for b in range(blocks):
-            for name, fn in fns.items():
+            k = b % len(items)
+            for name, fn in items[k:] + items[:k]:
                 out = np.empty(per_block, dtype=np.int64)
                 for i in range(per_block):
                     x = inputs[(b * per_block + i) % n]
