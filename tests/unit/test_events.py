@@ -206,3 +206,23 @@ def test_fast_encoding_round_trips_any_finite_values(
     assert event.features == features and event.propensity == propensity
     assert event.timestamp == timestamp and event.policy_version == version
     assert event.learned_propensity == learned
+
+
+def test_decision_ids_differ_in_a_forked_child():
+    """Without a reseed at fork, parent and child would draw the same ids."""
+    import os
+
+    from producers._selector import new_decision_id
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write_end, new_decision_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    parent = new_decision_id()
+    assert len(child) == len(parent) == 32
+    assert child != parent
