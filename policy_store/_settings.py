@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         None, description="Token required for dashboard writes (rollout, kill switch)."
     )
     producer_queue_max: int = Field(100_000, ge=1, description="Events buffered before drops.")
+    producer_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        description="How long the proxy's producer gathers events into one request (ms); "
+        "more saves broker and client CPU, adds that much to the learning loop's delay.",
+    )
     poll_interval: float = Field(0.1, gt=0, description="PolicyReader refresh period (s).")
 
     def __repr_args__(self):  # never show a password written inside a URL

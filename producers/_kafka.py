@@ -40,9 +40,6 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "acks": "all",
     "partitioner": "murmur2_random",
     "compression.type": "none",
-    # only delays delivery (``produce`` never waits); 10× fewer produce requests than
-    # librdkafka's 5 ms under load, so its broker thread takes less CPU from requests
-    "linger.ms": 50,
     "message.timeout.ms": 300_000,
     "socket.keepalive.enable": True,
     # only failures call our callback (a Python call per delivered message would cost
@@ -58,6 +55,10 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "security.protocol": settings.kafka_security_protocol,
         **DEFAULT_PRODUCER_CONFIG,
         "queue.buffering.max.messages": settings.producer_queue_max,
+        # only delays delivery (``produce`` never waits): a longer linger means fewer
+        # produce requests (less CPU for the client's thread and the broker) and staler
+        # parameters by as much
+        "linger.ms": settings.producer_linger_ms,
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         if settings.kafka_sasl_mechanism:
