@@ -164,6 +164,10 @@ class RedisPolicyStore(PolicyStore):
             arms=arms, version=int(raw_v or 0), updated_at=float(raw_t) if raw_t else None
         )
 
+    def watch(self, name: str) -> _ChannelWatch:
+        """Subscribe to the policy's version channel (``{prefix}:{name}:versions``)."""
+        return _ChannelWatch(self.client, self.keys(name).channel)
+
     def reset(self, name: str) -> int:
         self.get_config(name)
         k = self.keys(name)
@@ -204,3 +208,21 @@ class RedisPolicyStore(PolicyStore):
         if tag == "dup":
             return 0, [decision_ids[int(i) - 1] for i in res[1:]]
         return int(res[1]), []
+
+
+class _ChannelWatch:
+    """The version channel of one policy on its own pub/sub connection."""
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+
+    def wait(self, timeout: float) -> bool:
+        got = self._pubsub.get_message(timeout=timeout) is not None
+        # versions published meanwhile are one refresh: drain them
+        while got and self._pubsub.get_message(timeout=0) is not None:
+            pass
+        return got
+
+    def close(self) -> None:
+        self._pubsub.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._config import PolicyConfig
 from ._errors import ConfigError, UnknownArmError
@@ -38,6 +38,16 @@ class Head:
     version: int
     config: PolicyConfig
     updated_at: float | None
+
+
+class VersionWatch(Protocol):
+    """Wakes a reader when a policy's version moves (a hint: the reader still polls)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True if a new version was announced meanwhile."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class PolicyStore(ABC):
@@ -84,6 +94,11 @@ class PolicyStore(ABC):
 
     def version(self, name: str) -> int:
         return self.head(name).version
+
+    def watch(self, name: str) -> VersionWatch | None:
+        """A subscription to new versions of ``name``, or None if the store has none
+        (readers then poll). Opening it may raise if the store is unreachable."""
+        return None
 
     @abstractmethod
     def reset(self, name: str) -> int:
