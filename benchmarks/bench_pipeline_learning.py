@@ -4,7 +4,7 @@ The default policy learns from delayed, batched feedback and is compared with
 the in-process default ``ContextualBandit`` on the same simulator streams and
 seeds as ``bench_learning.py``.
 
-    python benchmarks/bench_pipeline_learning.py                  # 3 seeds × 2000 rounds, 50 req/s
+    python benchmarks/bench_pipeline_learning.py      # 3 seeds × 2000 rounds, 3 replicas each
     python benchmarks/bench_pipeline_learning.py --rate 20 --out docs/pipeline_learning.md
 
 What runs (all real components, on loopback):
@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -326,9 +327,15 @@ def evaluate(
     rate: float,
     response_delay: float,
     inprocess_seeds: int,
+    replicas: int = 3,
     progress: bool = True,
 ) -> list[Row]:
-    """Play every (setting, seed) stream through the pipeline (services must be running)."""
+    """Play every (setting, seed) stream through the pipeline (services must be running).
+
+    Each stream is played by ``replicas`` proxies at once (own policy, own selection seed,
+    each at ``rate``), and the pipeline regret is their mean: one run's regret depends a
+    lot on its own exploration draws and timing, as the in-process number's would.
+    """
     store = RedisPolicyStore.from_url(settings.redis_url, prefix=settings.key_prefix)
     producer = EventProducer(settings).start()
     rows = []
@@ -337,22 +344,51 @@ def evaluate(
             setting = SETTINGS[name]
             for seed in seeds:
                 stream = setting.stream(rounds, seed)
-                policy = f"pl-{name}-s{seed}"
-                res = play_pipeline(
-                    stream,
-                    policy,
-                    settings,
-                    store,
-                    producer,
-                    10_000 + seed,
-                    rate=rate,
-                    response_delay=response_delay,
-                )
-                p_regret, p_reward = _mean_regret_reward(stream, res.served)
+                sel_seeds = [10_000 + seed + 7919 * j for j in range(replicas)]
+                runs: list[PipelineRun | None] = [None] * replicas
+
+                def play(j, stream=stream, name=name, seed=seed, sel_seeds=sel_seeds, runs=runs):
+                    runs[j] = play_pipeline(
+                        stream,
+                        f"pl-{name}-s{seed}-r{j}",
+                        settings,
+                        store,
+                        producer,
+                        sel_seeds[j],
+                        rate=rate,
+                        response_delay=response_delay,
+                    )
+
+                threads = [threading.Thread(target=play, args=(j,)) for j in range(replicas)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if any(r is None for r in runs):
+                    raise RuntimeError(f"a replica of {name} seed {seed} failed (see above)")
+                done = [r for r in runs if r is not None]
+                p_regret = float(np.mean([_mean_regret_reward(stream, r.served)[0] for r in done]))
+                p_reward = float(np.mean([_mean_regret_reward(stream, r.served)[1] for r in done]))
                 i_regret, i_reward = in_process(setting, stream, seed, inprocess_seeds)
-                delayed = replay_delayed(setting, stream, res.used, seed, inprocess_seeds)
+                delayed = float(
+                    np.mean(
+                        [
+                            replay_delayed(setting, stream, r.used, seed, inprocess_seeds)
+                            for r in done
+                        ]
+                    )
+                )
                 u = run(Uniform(setting.n_arms, setting.n_features, 10_000 + seed), stream)
                 u_regret = _mean_regret_reward(stream, u)[0]
+                res = PipelineRun(
+                    served=np.concatenate([r.served for r in done]),
+                    lag_rounds=np.concatenate([r.lag_rounds for r in done]),
+                    used=np.concatenate([r.used for r in done]),
+                    freshness=[f for r in done for f in r.freshness],
+                    seconds=max(r.seconds for r in done),
+                    dropped=sum(r.dropped for r in done),
+                    applied=sum(r.applied for r in done),
+                )
                 row = Row(
                     name, seed, p_regret, p_reward, i_regret, i_reward, delayed, u_regret, res
                 )
@@ -440,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="selection seeds averaged for the in-process number (default 5)",
     )
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        help="proxies playing each stream at once, each with its own selection seed; the "
+        "pipeline regret is their mean (default 3)",
+    )
     ap.add_argument("--kafka-bootstrap", help="use this broker instead of the embedded one")
     ap.add_argument("--redis-url", help="use this Redis instead of the embedded one")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
@@ -483,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate=args.rate,
                     response_delay=args.response_delay,
                     inprocess_seeds=args.inprocess_seeds,
+                    replicas=args.replicas,
                 )
             finally:
                 worker.stop()
@@ -497,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Command: `{cmd.strip()}`  \n"
         f"Settings: {', '.join(names)}; seeds {seeds[0]}..{seeds[-1]}; {args.rounds} rounds "
-        f"per stream at {args.rate:g} requests/s; one stream worker ({worker_opts}); "
+        f"per stream, each stream played by {args.replicas} proxies at once (own selection "
+        f"seeds, {args.rate:g} requests/s each); one stream worker ({worker_opts}); "
         f"PolicyReader poll interval {args.poll_interval:g} s; {elapsed:.0f} s in total.\n"
     )
     text = header + "\n" + table(rows, args.rate, args.response_delay) + "\n"
