@@ -98,7 +98,7 @@ class Worker:
         }
         cmd = [
             sys.executable, "-m", "stream_app.cli", "worker",
-            "--app-id", f"{settings.key_prefix}-stream",
+            "--app-id", f"{settings.topic_prefix.rstrip('.')}-stream",
             "--web-port", str(self.port),
             "--datadir", str(workdir / "worker-data"),
             "--loglevel", "warning",
@@ -319,7 +319,9 @@ def replay_delayed(
 
 
 def evaluate(
-    settings: Settings,
+    base: Settings,
+    workdir: Path,
+    worker_args: list[str],
     setting_names: list[str],
     seeds: list[int],
     rounds: int,
@@ -335,19 +337,41 @@ def evaluate(
     Each stream is played by ``replicas`` proxies at once (own policy, own selection seed,
     each at ``rate``), and the pipeline regret is their mean: one run's regret depends a
     lot on its own exploration draws and timing, as the in-process number's would.
+
+    Every stream gets fresh topics and its own worker. The embedded broker's fetch cost
+    grows with the number of record batches a partition holds (docs/stream.md), so
+    streams played one after the other on the same topics would each meet a slower
+    broker than the one before; a production Kafka indexes its logs and does not.
     """
-    store = RedisPolicyStore.from_url(settings.redis_url, prefix=settings.key_prefix)
-    producer = EventProducer(settings).start()
+    store = RedisPolicyStore.from_url(base.redis_url, prefix=base.key_prefix)
+    producer = EventProducer(base).start()
     rows = []
     try:
         for name in setting_names:
             setting = SETTINGS[name]
             for seed in seeds:
                 stream = setting.stream(rounds, seed)
+                settings = base.model_copy(
+                    update={"topic_prefix": f"{base.topic_prefix}{len(rows)}."}
+                )
+                create_topics(
+                    settings.kafka_bootstrap, Topics.from_settings(settings), partitions=4
+                )
+                wdir = workdir / f"w{len(rows)}"
+                wdir.mkdir()
+                worker = Worker(settings, wdir, worker_args)
                 sel_seeds = [10_000 + seed + 7919 * j for j in range(replicas)]
                 runs: list[PipelineRun | None] = [None] * replicas
 
-                def play(j, stream=stream, name=name, seed=seed, sel_seeds=sel_seeds, runs=runs):
+                def play(
+                    j,
+                    stream=stream,
+                    name=name,
+                    seed=seed,
+                    sel_seeds=sel_seeds,
+                    runs=runs,
+                    settings=settings,
+                ):
                     runs[j] = play_pipeline(
                         stream,
                         f"pl-{name}-s{seed}-r{j}",
@@ -359,11 +383,15 @@ def evaluate(
                         response_delay=response_delay,
                     )
 
-                threads = [threading.Thread(target=play, args=(j,)) for j in range(replicas)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                try:
+                    worker.wait_ready()
+                    threads = [threading.Thread(target=play, args=(j,)) for j in range(replicas)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    worker.stop()
                 if any(r is None for r in runs):
                     raise RuntimeError(f"a replica of {name} seed {seed} failed (see above)")
                 done = [r for r in runs if r is not None]
@@ -513,23 +541,19 @@ def main(argv: list[str] | None = None) -> int:
             topic_prefix=f"bench{tag}.",
             poll_interval=args.poll_interval,
         )
-        create_topics(bootstrap, Topics.from_settings(settings), partitions=4)
         with tempfile.TemporaryDirectory(prefix="rlc-bench-") as tmp:
-            worker = Worker(settings, Path(tmp), args.worker_args.split())
-            try:
-                worker.wait_ready()
-                rows = evaluate(
-                    settings,
-                    names,
-                    seeds,
-                    args.rounds,
-                    rate=args.rate,
-                    response_delay=args.response_delay,
-                    inprocess_seeds=args.inprocess_seeds,
-                    replicas=args.replicas,
-                )
-            finally:
-                worker.stop()
+            rows = evaluate(
+                settings,
+                Path(tmp),
+                args.worker_args.split(),
+                names,
+                seeds,
+                args.rounds,
+                rate=args.rate,
+                response_delay=args.response_delay,
+                inprocess_seeds=args.inprocess_seeds,
+                replicas=args.replicas,
+            )
     finally:
         if svc is not None:
             svc.stop()
@@ -542,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{cmd.strip()}`  \n"
         f"Settings: {', '.join(names)}; seeds {seeds[0]}..{seeds[-1]}; {args.rounds} rounds "
         f"per stream, each stream played by {args.replicas} proxies at once (own selection "
-        f"seeds, {args.rate:g} requests/s each); one stream worker ({worker_opts}); "
+        f"seeds, {args.rate:g} requests/s each); fresh topics and one stream worker per stream "
+        f"({worker_opts}); "
         f"PolicyReader poll interval {args.poll_interval:g} s; {elapsed:.0f} s in total.\n"
     )
     text = header + "\n" + table(rows, args.rate, args.response_delay) + "\n"

@@ -73,7 +73,7 @@ KNOWN = (
     Bench(
         "pipeline_learning",
         "Learning through the Kafka / Faust / Redis pipeline",
-        ("--rounds", "1000", "--seeds", "2"),
+        ("--rounds", "2000", "--seeds", "3"),
     ),
 )
 
