@@ -126,15 +126,20 @@ class RedisPolicyStore(PolicyStore):
         raw_cfg, raw_v, raw_t = self._call(self.client.mget, [k.config, k.version, k.updated_at])
         if raw_cfg is None:
             raise self._unknown(name)
-        cached = self._head_cache.get(name)
-        if cached is not None and cached[0] == raw_cfg:
-            config = cached[1]  # unchanged bytes: skip parsing (polled every 100 ms)
-        else:
-            config = PolicyConfig.from_json(raw_cfg)
-            self._head_cache[name] = (raw_cfg, config)
         return Head(
-            version=int(raw_v or 0), config=config, updated_at=float(raw_t) if raw_t else None
+            version=int(raw_v or 0),
+            config=self._parsed_config(name, raw_cfg),
+            updated_at=float(raw_t) if raw_t else None,
         )
+
+    def _parsed_config(self, name: str, raw: bytes) -> PolicyConfig:
+        """The config from its stored bytes, parsed once per change (polled every 100 ms)."""
+        cached = self._head_cache.get(name)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        config = PolicyConfig.from_json(raw)
+        self._head_cache[name] = (raw, config)
+        return config
 
     def read_state(self, name: str) -> PolicyState:
         k = self.keys(name)
@@ -146,8 +151,7 @@ class RedisPolicyStore(PolicyStore):
         raw_cfg, fields, raw_v, raw_t = self._call(pipe.execute)
         if raw_cfg is None:
             raise self._unknown(name)
-        cfg = PolicyConfig.from_json(raw_cfg)
-        d = cfg.n_features
+        d = self._parsed_config(name, raw_cfg).n_features
         fields = {(f.decode() if isinstance(f, bytes) else f): v for f, v in fields.items()}
         arms: dict[str, ArmStats] = {}
         for field in fields:
