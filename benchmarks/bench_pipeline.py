@@ -33,9 +33,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from policy_store import Settings
+    from stream_app._worker_process import WorkerProcess
 
 ARMS = ("gpt-4", "claude-3", "llama")
 D = 8
@@ -128,28 +133,13 @@ def _events(i: int, policy: str, rng: random.Random, prefix: str):
     return d, o
 
 
-def _worker(settings_env: dict, app_id: str, workdir: str, log: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable, "-m", "stream_app.cli", "worker", "--app-id", app_id,
-        "--without-web", "--datadir", workdir, "--loglevel", "warning",
-    ]  # fmt: skip
-    return subprocess.Popen(
-        cmd,
-        env={**os.environ, **settings_env},
-        stdout=open(log, "ab"),  # noqa: SIM115 - child owns it
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+def _worker(settings: Settings, app_id: str, workdir: str) -> WorkerProcess:
+    """``rl-commons worker --without-web`` in a child process, log in ``<workdir>/worker.log``."""
+    from stream_app._worker_process import WorkerProcess
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    return WorkerProcess(
+        settings, "worker", app_id=app_id, workdir=workdir, loglevel="warning", web=False, cwd=ROOT
+    ).start()
 
 
 def _wait(pred, timeout: float, proc: subprocess.Popen, tmp: str) -> None:
@@ -200,7 +190,7 @@ def measure_raw(bootstrap: str, n: int, tmp: str) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    from policy_store import PolicyReader, RedisPolicyStore, make_config
+    from policy_store import PolicyReader, RedisPolicyStore, Settings, make_config
     from producers import Topics, create_topics
 
     bootstrap = os.environ.get("RL_COMMONS_KAFKA_BOOTSTRAP")
@@ -212,7 +202,7 @@ def run(args: argparse.Namespace) -> None:
         svc = EmbeddedServices.start()
         bootstrap, redis_url = svc.bootstrap, svc.redis_url
     tmp = tempfile.mkdtemp(prefix="bench-pipeline-")
-    procs: list[subprocess.Popen] = []
+    workers: list[WorkerProcess] = []
     try:
         raw = measure_raw(bootstrap, args.raw, tmp)
         print(f"raw Faust agent: {raw:,.0f} events/s", file=sys.stderr)
@@ -224,12 +214,12 @@ def run(args: argparse.Namespace) -> None:
         store = RedisPolicyStore.from_url(redis_url, prefix=prefix)
         policy = "route"
         store.create(make_config(name=policy, arms=ARMS, n_features=D))
-        env = {
-            "RL_COMMONS_KAFKA_BOOTSTRAP": bootstrap,
-            "RL_COMMONS_REDIS_URL": redis_url,
-            "RL_COMMONS_KEY_PREFIX": prefix,
-            "RL_COMMONS_TOPIC_PREFIX": topics.prefix,
-        }
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            key_prefix=prefix,
+            topic_prefix=topics.prefix,
+        )
         p = _producer(bootstrap)
         rng = random.Random(2)
         pairs = []
@@ -237,8 +227,9 @@ def run(args: argparse.Namespace) -> None:
             d, o = _events(i, policy, rng, "b")
             pairs.append((d.decision_id.encode(), d.to_bytes(), o.to_bytes()))
 
-        w = _worker(env, f"bench-{u}", f"{tmp}/w", Path(tmp) / "worker.log")
-        procs.append(w)
+        worker = _worker(settings, f"bench-{u}", tmp)
+        workers.append(worker)
+        w = worker.proc
         # warm up: one pair, wait until it is applied (the worker joined and recovered)
         k, dv, ov = pairs[0]
         _produce(p, topics.decisions, k, dv)
@@ -295,8 +286,8 @@ def run(args: argparse.Namespace) -> None:
         for r in rows:
             print(f"| {r[0]} | {r[1]} | {r[2]} |")
     finally:
-        for proc in procs:
-            _stop(proc)
+        for worker in workers:
+            worker.stop(timeout=15.0)
         if svc is not None:
             svc.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -42,17 +42,11 @@ a selection did not include yet.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import heapq
-import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,80 +63,24 @@ from bench_learning import SETTINGS, Setting, run  # noqa: E402
 from policy_store import PolicyReader, RedisPolicyStore, Settings, make_config  # noqa: E402
 from policy_store.simulator import Stream  # noqa: E402
 from producers import EventProducer, ProviderSelector, Topics, create_topics  # noqa: E402
+from stream_app._worker_process import WorkerProcess  # noqa: E402
 
 #: The clipped simulator settings (rewards in [0, 1]); see the module docstring.
 DEFAULT_SETTINGS = ("K3-d8-noise0.2-clip-rho0.5", "K5-d16-noise0.3-clip-rho0.5")
 
 
 # -- the stream worker -----------------------------------------------------------------------------
-class Worker:
-    """``rl-commons worker`` in a child process (own process group, log in a file)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        workdir: Path,
-        extra: list[str],
-    ) -> None:
-        from stream_app.embedded import free_port
-
-        self.port = free_port()
-        self.log_path = workdir / "worker.log"
-        env = {
-            **os.environ,
-            "RL_COMMONS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "RL_COMMONS_REDIS_URL": settings.redis_url,
-            "RL_COMMONS_KEY_PREFIX": settings.key_prefix,
-            "RL_COMMONS_TOPIC_PREFIX": settings.topic_prefix,
-            "PYTHONUNBUFFERED": "1",
-        }
-        cmd = [
-            sys.executable, "-m", "stream_app.cli", "worker",
-            "--app-id", f"{settings.topic_prefix.rstrip('.')}-stream",
-            "--web-port", str(self.port),
-            "--datadir", str(workdir / "worker-data"),
-            "--loglevel", "warning",
-            *extra,
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stream worker exited:\n{self.tail()}")
-            with contextlib.suppress(OSError, ValueError):
-                url = f"http://127.0.0.1:{self.port}/ready"
-                with urllib.request.urlopen(url, timeout=1.0) as r:
-                    if json.loads(r.read()).get("ready"):
-                        return
-            time.sleep(0.2)
-        raise TimeoutError(f"stream worker not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+def start_worker(settings: Settings, workdir: Path, extra: list[str]) -> WorkerProcess:
+    """``rl-commons worker`` in a child process (own process group, log in ``worker.log``)."""
+    return WorkerProcess(
+        settings,
+        "worker",
+        app_id=f"{settings.topic_prefix.rstrip('.')}-stream",
+        workdir=workdir,
+        args=extra,
+        loglevel="warning",
+        cwd=ROOT,
+    ).start()
 
 
 # -- one pipeline run ------------------------------------------------------------------------------
@@ -359,7 +297,7 @@ def evaluate(
                 )
                 wdir = workdir / f"w{len(rows)}"
                 wdir.mkdir()
-                worker = Worker(settings, wdir, worker_args)
+                worker = start_worker(settings, wdir, worker_args)
                 sel_seeds = [10_000 + seed + 7919 * j for j in range(replicas)]
                 runs: list[PipelineRun | None] = [None] * replicas
 
@@ -384,14 +322,14 @@ def evaluate(
                     )
 
                 try:
-                    worker.wait_ready()
+                    worker.wait_ready(timeout=90.0)
                     threads = [threading.Thread(target=play, args=(j,)) for j in range(replicas)]
                     for t in threads:
                         t.start()
                     for t in threads:
                         t.join()
                 finally:
-                    worker.stop()
+                    worker.stop(timeout=15.0)
                 if any(r is None for r in runs):
                     raise RuntimeError(f"a replica of {name} seed {seed} failed (see above)")
                 done = [r for r in runs if r is not None]

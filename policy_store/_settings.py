@@ -50,6 +50,22 @@ class Settings(BaseSettings):
                 value = mask_url(value)
             yield name, value
 
+    def child_env(self) -> dict[str, str]:
+        """The ``RL_COMMONS_*`` variables that reproduce these settings in a child process.
+
+        Every field that was set or differs from its default, secrets in clear text (the child
+        needs them): pass it to ``subprocess``, never log it.
+        """
+        env = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or (name not in self.model_fields_set and value == info.default):
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"RL_COMMONS_{name.upper()}"] = str(value)
+        return env
+
     def redis_kwargs(self) -> dict:
         kw: dict = {}
         if self.redis_password is not None:

@@ -214,10 +214,12 @@ class EmbeddedServices:
         return self.redis.url
 
     def env(self) -> dict[str, str]:
-        return {
-            "RL_COMMONS_KAFKA_BOOTSTRAP": self.bootstrap,
-            "RL_COMMONS_REDIS_URL": self.redis_url,
-        }
+        """The ``RL_COMMONS_*`` variables that point a child process at these services."""
+        from policy_store import Settings
+
+        return Settings.model_construct(
+            kafka_bootstrap=self.bootstrap, redis_url=self.redis_url
+        ).child_env()
 
     def stop(self) -> None:
         self.broker.stop()

@@ -3,15 +3,15 @@ group with their output in a log file, and always stopped — SIGTERM, then SIGK
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from stream_app._worker_process import stop_process_group
 
 
 @dataclass
@@ -49,19 +49,7 @@ class Child:
 
     def stop(self, timeout: float = 8.0) -> int | None:
         """SIGTERM the whole process group, wait, then SIGKILL. Returns the exit code."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        else:  # leader gone: make sure nothing it spawned lingers
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.returncode
+        return stop_process_group(self.proc, timeout)
 
 
 def wait_http(url: str, timeout: float, child: Child | None = None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -69,3 +71,22 @@ def test_settings_from_env_and_secrets_hidden(monkeypatch):
     assert s.kafka_sasl_password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(s) and "tok-123" not in repr(s)
     assert s.topic("decisions") == "rlc.decisions"
+
+
+def test_settings_child_env_round_trips(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("RL_COMMONS_")]:
+        monkeypatch.delenv(key)
+    s = Settings(
+        kafka_bootstrap="b:1",
+        kafka_sasl_password="hunter2",
+        topic_partitions=7,
+        producer_linger_ms=2.5,
+        key_prefix="rlc",  # set explicitly, equal to the default: still rendered
+    )
+    env = s.child_env()
+    assert env["RL_COMMONS_KAFKA_SASL_PASSWORD"] == "hunter2"  # the child needs the secret
+    assert env["RL_COMMONS_KEY_PREFIX"] == "rlc"
+    assert "RL_COMMONS_POLICY" not in env and "RL_COMMONS_REDIS_PASSWORD" not in env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == s
