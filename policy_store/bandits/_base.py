@@ -244,9 +244,24 @@ class Algorithm(ABC):
     """A contextual bandit: hyperparameters only; state is passed in."""
 
     name: str = "abstract"
+    epsilon: float = 0.01
     ridge: float = 1.0
     forgetting: float = 1.0
     pooled: bool = True
+
+    def __init__(
+        self,
+        epsilon: float = 0.01,
+        ridge: float = 1.0,
+        forgetting: float = 1.0,
+        pooled: bool = True,
+    ) -> None:
+        """``epsilon``: probability floor spread over the offered arms; ``ridge``: λ of A = λI +
+        Σxxᵀ; ``forgetting``: discount of old statistics; ``pooled``: see ``Snapshot``."""
+        self.epsilon = float(epsilon)
+        self.ridge = float(ridge)
+        self.forgetting = float(forgetting)
+        self.pooled = bool(pooled)
 
     def snapshot(self, state: PolicyState, arms: Sequence[str], d: int) -> Snapshot:
         """Precompute what ``select`` needs from ``state`` (see ``Snapshot``)."""

@@ -41,10 +41,7 @@ class LinUCB(Algorithm):
         pooled: bool = True,
     ) -> None:
         self.alpha = float(alpha)
-        self.epsilon = float(epsilon)
-        self.ridge = float(ridge)
-        self.forgetting = float(forgetting)
-        self.pooled = bool(pooled)
+        super().__init__(epsilon, ridge, forgetting, pooled)
 
     def ucb(self, snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         """θᵀx + α·sqrt(xᵀA⁻¹x) for the arms ``idx`` (all when None)."""

@@ -52,10 +52,7 @@ class LinearThompson(Algorithm):
         pooled: bool = True,
     ) -> None:
         self.scale = float(scale)
-        self.epsilon = float(epsilon)
-        self.ridge = float(ridge)
-        self.forgetting = float(forgetting)
-        self.pooled = bool(pooled)
+        super().__init__(epsilon, ridge, forgetting, pooled)
         self.n_samples = int(n_samples)
 
     def probabilities(
