@@ -164,15 +164,8 @@ class Demo:
         self.services.stop()
 
     def _env(self, settings: Settings) -> dict[str, str]:
-        env = {
-            "RL_COMMONS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "RL_COMMONS_REDIS_URL": settings.redis_url,
-            "RL_COMMONS_KEY_PREFIX": settings.key_prefix,
-            "RL_COMMONS_TOPIC_PREFIX": settings.topic_prefix,
-            "RL_COMMONS_POLICY": self.opts.policy,
-            "PYTHONUNBUFFERED": "1",
-        }
-        return env
+        demo = settings.model_copy(update={"policy": self.opts.policy})
+        return {**demo.child_env(), "PYTHONUNBUFFERED": "1"}
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
