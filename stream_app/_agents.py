@@ -22,10 +22,9 @@ from typing import Any
 
 import faust
 
-from policy_store import RewardSpec
 from producers import DLQRecord, EventError, RewardEvent, Topics
 
-from ._join import Step, on_decision, on_outcome, on_tick
+from ._join import Step, on_decision, on_outcome, on_tick, outcome_spec
 from ._metrics import HealthBuffer, WorkerMetrics
 from ._updater import Updater
 from ._validation import validate_decision, validate_outcome, validate_reward
@@ -83,11 +82,8 @@ class _Joiner:
                 out, cfg = validate_outcome(raw, self.configs.get, msg.key)
                 key = out.decision_id
                 state = self.table.get(key)
-                spec = cfg.reward if cfg is not None else None
-                if state is not None and state.get("policy"):
-                    spec = self.configs.spec(state["policy"]) or spec
-                if state is not None and state.get("d") is not None and spec is None:
-                    spec = RewardSpec()  # its policy was deleted meanwhile
+                named = cfg.reward if cfg is not None else None
+                spec = outcome_spec(state, named, self.configs.spec)
                 step = on_outcome(
                     state, out, spec, now, self.default_window, retention=self.retention
                 )

@@ -22,7 +22,7 @@ from typing import Any
 from policy_store import PolicyConfig, RewardSpec
 from producers import DLQRecord, EventError, RewardEvent
 
-from ._join import State, Step, on_decision, on_outcome, on_tick
+from ._join import State, Step, on_decision, on_outcome, on_tick, outcome_spec
 from ._metrics import HealthBuffer, WorkerMetrics
 from ._validation import validate_decision, validate_outcome
 
@@ -114,11 +114,8 @@ class JoinTables:
                 outcome, cfg = validate_outcome(value, self.config, src.key)
                 key = outcome.decision_id
                 state = table.get(key)
-                spec = cfg.reward if cfg is not None else None
-                if state is not None and state.get("policy"):
-                    spec = self._spec(state["policy"]) or spec
-                if state is not None and state.get("d") is not None and spec is None:
-                    spec = RewardSpec()  # its policy was deleted meanwhile
+                named = cfg.reward if cfg is not None else None
+                spec = outcome_spec(state, named, self._spec)
                 step = on_outcome(
                     state, outcome, spec, now, self.default_window, retention=self.retention
                 )

@@ -41,7 +41,7 @@ idempotent by decision_id, so a re-sent reward never counts twice.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +188,25 @@ def _arm_conflict(d: Mapping[str, Any] | None, o: Mapping[str, Any] | None) -> s
     if d and o and o.get("arm") is not None and o["arm"] != d["arm"]:
         return f"outcome says arm {o['arm']!r} was called, the decision served {d['arm']!r}"
     return None
+
+
+def outcome_spec(
+    state: State | None,
+    named: RewardSpec | None,
+    spec_of: Callable[[str], RewardSpec | None],
+) -> RewardSpec | None:
+    """The reward spec an outcome part is judged by.
+
+    The spec of the entry's policy (``spec_of(name)``) when the entry knows it, else
+    ``named`` (the spec of the policy the outcome itself named, if any); the default
+    spec when the entry has its decision but that policy was deleted meanwhile.
+    """
+    spec = named
+    if state is not None and state.get("policy"):
+        spec = spec_of(state["policy"]) or spec
+    if state is not None and state.get("d") is not None and spec is None:
+        spec = RewardSpec()
+    return spec
 
 
 def on_outcome(
