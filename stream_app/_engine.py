@@ -41,7 +41,7 @@ from policy_store import Settings, StoreUnavailableError
 from producers import EventError, RewardEvent, Topics
 
 from ._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, restore_entries
-from ._clients import consumer_config, engine_producer_config, partition_count
+from ._clients import client_config, consumer_config, engine_producer_config, partition_count
 from ._updater import Updater
 from ._validation import validate_reward
 
@@ -181,6 +181,7 @@ class BatchEngine:
         now = self._clock()
         out = Outputs()
         join_offsets: dict[tuple[str, int], int] = {}
+        n_rewards = 0
         dec, outc, rew = self.topics.decisions, self.topics.outcomes, self.topics.rewards
         for msg in msgs:
             if msg.error() is not None:
@@ -190,24 +191,24 @@ class BatchEngine:
             value = msg.value() or b""
             if topic == rew:
                 self._reward_offsets[(topic, p)] = off + 1
-                self.updater.metrics.events_in.labels("rewards").inc()
+                n_rewards += 1
                 try:
                     reward, _cfg = validate_reward(value, self.join.config)
                     self._pending.append((reward, msg))
                 except EventError as exc:
-                    src = Source(topic, p, off, msg.key())
                     out.dlq.append(
-                        self.join.dlq_record(exc.reason, exc.detail, value, src, now, None)
+                        self.join.dlq_record(exc.reason, exc.detail, value, _source(msg), now, None)
                     )
                 continue
             join_offsets[(topic, p)] = off + 1
             kind = DECISIONS if topic == dec else OUTCOMES if topic == outc else None
             if kind is not None:
-                self.join.handle(kind, value, Source(topic, p, off, msg.key()), now, out)
+                self.join.handle(kind, value, _source(msg), now, out)
+        if n_rewards:
+            self.updater.metrics.events_in.labels("rewards").inc(n_rewards)
         self._publish(out)
         self.join.flush_counts()
         self._commit(join_offsets)
-        self._apply_pending(now)
 
     def _apply_pending(self, now: float) -> None:
         """Apply the rewards read so far and commit their offsets; on a Redis outage keep
@@ -230,9 +231,10 @@ class BatchEngine:
             out = Outputs()
             for reward, reason, detail in result.rejected:
                 m = by_id[reward.decision_id]
-                src = Source(m.topic(), m.partition(), m.offset(), m.key())
                 out.dlq.append(
-                    self.join.dlq_record(reason, detail, m.value() or b"", src, now, reward.policy)
+                    self.join.dlq_record(
+                        reason, detail, m.value() or b"", _source(m), now, reward.policy
+                    )
                 )
             self._publish(out)
             self.join.flush_counts()
@@ -356,12 +358,15 @@ class BatchEngine:
             self.join.drop(tp.partition)
 
 
+def _source(msg: Any) -> Source:
+    """Where a consumed message came from (for its DLQ record)."""
+    return Source(msg.topic(), msg.partition(), msg.offset(), msg.key())
+
+
 def ensure_changelog(settings: Settings, topics: Topics, changelog: str) -> None:
     """Create the changelog (compacted, as many partitions as decisions) if missing."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
-
-    from ._clients import client_config
 
     admin = AdminClient(client_config(settings))
     meta = admin.list_topics(timeout=30)
@@ -401,8 +406,7 @@ def restore(
     """The tables of ``partitions`` read from the changelog, from the start to its end."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    cfg = consumer_config(settings, f"{changelog}-restore", **{"enable.partition.eof": False})
-    c = Consumer(cfg)
+    c = Consumer(consumer_config(settings, f"{changelog}-restore"))
     records: dict[int, list[tuple[bytes, Any]]] = {p: [] for p in partitions}
     try:
         ends = {}
