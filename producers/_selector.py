@@ -361,7 +361,7 @@ class ProviderSelector:
         learned_arm: str | None,
         learned_propensity: float | None,
     ) -> Decision:
-        decision_id = _ids.randbytes(16).hex()
+        decision_id = new_decision_id()
         snap = view.snapshot
         self.decisions += 1
         if self.producer is not None:
