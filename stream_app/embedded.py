@@ -213,14 +213,6 @@ class EmbeddedServices:
     def redis_url(self) -> str:
         return self.redis.url
 
-    def env(self) -> dict[str, str]:
-        """The ``RL_COMMONS_*`` variables that point a child process at these services."""
-        from policy_store import Settings
-
-        return Settings.model_construct(
-            kafka_bootstrap=self.bootstrap, redis_url=self.redis_url
-        ).child_env()
-
     def stop(self) -> None:
         self.broker.stop()
         self.redis.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from policy_store import RedisPolicyStore, Settings, make_config
+from policy_store import RedisPolicyStore, make_config
 from producers import Topics, create_topics
 from stream_app.embedded import EmbeddedBroker, EmbeddedRedis
 
@@ -50,14 +50,6 @@ class FaultServices:
     @property
     def redis_url(self) -> str:
         return self.redis.url
-
-    def env(self) -> dict[str, str]:
-        return Settings.model_construct(
-            kafka_bootstrap=self.bootstrap,
-            redis_url=self.redis_url,
-            key_prefix=self.key_prefix,
-            topic_prefix=self.topics.prefix,
-        ).child_env()
 
     def store(self) -> RedisPolicyStore:
         return RedisPolicyStore.from_url(self.redis_url, prefix=self.key_prefix)
