@@ -45,9 +45,9 @@ import argparse
 import heapq
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,42 +299,29 @@ def evaluate(
                 wdir.mkdir()
                 worker = start_worker(settings, wdir, worker_args)
                 sel_seeds = [10_000 + seed + 7919 * j for j in range(replicas)]
-                runs: list[PipelineRun | None] = [None] * replicas
-
-                def play(
-                    j,
-                    stream=stream,
-                    name=name,
-                    seed=seed,
-                    sel_seeds=sel_seeds,
-                    runs=runs,
-                    settings=settings,
-                ):
-                    runs[j] = play_pipeline(
-                        stream,
-                        f"pl-{name}-s{seed}-r{j}",
-                        settings,
-                        store,
-                        producer,
-                        sel_seeds[j],
-                        rate=rate,
-                        response_delay=response_delay,
-                    )
-
                 try:
                     worker.wait_ready(timeout=90.0)
-                    threads = [threading.Thread(target=play, args=(j,)) for j in range(replicas)]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
+                    with ThreadPoolExecutor(replicas) as pool:
+                        futures = [
+                            pool.submit(
+                                play_pipeline,
+                                stream,
+                                f"pl-{name}-s{seed}-r{j}",
+                                settings,
+                                store,
+                                producer,
+                                sel_seed,
+                                rate=rate,
+                                response_delay=response_delay,
+                            )
+                            for j, sel_seed in enumerate(sel_seeds)
+                        ]
+                        done = [f.result() for f in futures]
                 finally:
                     worker.stop(timeout=15.0)
-                if any(r is None for r in runs):
-                    raise RuntimeError(f"a replica of {name} seed {seed} failed (see above)")
-                done = [r for r in runs if r is not None]
-                p_regret = float(np.mean([_mean_regret_reward(stream, r.served)[0] for r in done]))
-                p_reward = float(np.mean([_mean_regret_reward(stream, r.served)[1] for r in done]))
+                regret_reward = [_mean_regret_reward(stream, r.served) for r in done]
+                p_regret = float(np.mean([rr[0] for rr in regret_reward]))
+                p_reward = float(np.mean([rr[1] for rr in regret_reward]))
                 i_regret, i_reward = in_process(setting, stream, seed, inprocess_seeds)
                 delayed = float(
                     np.mean(
