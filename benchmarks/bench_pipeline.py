@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
     from policy_store import Settings
-    from stream_app._worker_process import WorkerProcess
+    from stream_app.dev import WorkerProcess
 
 ARMS = ("gpt-4", "claude-3", "llama")
 D = 8
@@ -135,7 +135,7 @@ def _events(i: int, policy: str, rng: random.Random, prefix: str):
 
 def _worker(settings: Settings, app_id: str, workdir: str) -> WorkerProcess:
     """``rl-commons worker --without-web`` in a child process, log in ``<workdir>/worker.log``."""
-    from stream_app._worker_process import WorkerProcess
+    from stream_app.dev import WorkerProcess
 
     return WorkerProcess(
         settings, "worker", app_id=app_id, workdir=workdir, loglevel="warning", web=False, cwd=ROOT
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> None:
     redis_url = os.environ.get("RL_COMMONS_REDIS_URL")
     svc = None
     if not (bootstrap and redis_url):
-        from stream_app.embedded import EmbeddedServices
+        from stream_app.dev.embedded import EmbeddedServices
 
         svc = EmbeddedServices.start()
         bootstrap, redis_url = svc.bootstrap, svc.redis_url

@@ -9,7 +9,7 @@ seeds as ``bench_learning.py``.
 
 What runs (all real components, on loopback):
 
-* the embedded broker and Redis (``stream_app.embedded.EmbeddedServices``), or
+* the embedded broker and Redis (``stream_app.dev.embedded.EmbeddedServices``), or
   the services named by ``--kafka-bootstrap`` / ``--redis-url``;
 * one stream worker, ``rl-commons worker`` in a child process, with its default
   batching (``--batch-size 1000 --batch-within 0.05``) unless told otherwise;
@@ -63,7 +63,7 @@ from bench_learning import SETTINGS, Setting, run  # noqa: E402
 from policy_store import PolicyReader, RedisPolicyStore, Settings, make_config  # noqa: E402
 from policy_store.simulator import Stream  # noqa: E402
 from producers import EventProducer, ProviderSelector, Topics, create_topics  # noqa: E402
-from stream_app._worker_process import WorkerProcess  # noqa: E402
+from stream_app.dev import WorkerProcess  # noqa: E402
 
 #: The clipped simulator settings (rewards in [0, 1]); see the module docstring.
 DEFAULT_SETTINGS = ("K3-d8-noise0.2-clip-rho0.5", "K5-d16-noise0.3-clip-rho0.5")
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.kafka_bootstrap and args.redis_url:
             bootstrap, redis_url = args.kafka_bootstrap, args.redis_url
         else:
-            from stream_app.embedded import EmbeddedServices
+            from stream_app.dev.embedded import EmbeddedServices
 
             svc = EmbeddedServices.start()
             bootstrap, redis_url = svc.bootstrap, svc.redis_url

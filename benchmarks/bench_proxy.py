@@ -60,7 +60,7 @@ def services():
     redis_url = os.environ.get("RL_COMMONS_REDIS_URL")
     if bootstrap and redis_url:
         return bootstrap, redis_url, lambda: None
-    from stream_app.embedded import EmbeddedServices
+    from stream_app.dev.embedded import EmbeddedServices
 
     svc = EmbeddedServices.start()
     return svc.bootstrap, svc.redis_url, svc.stop

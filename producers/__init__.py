@@ -12,7 +12,8 @@ from ._events import (
     parse_event,
 )
 from ._features import DEFAULT_FEATURE_NAMES, FeatureError, default_features
-from ._kafka import EventProducer, producer_config, redact
+from ._kafka import EventProducer
+from ._kafka_config import kafka_config, producer_config, redact
 from ._local import LocalPolicy
 from ._safe import FixedBaseline, SafeProviderSelector, cohort_position
 from ._selector import DEFAULT_PROVIDERS, Decision, ProviderSelector
@@ -44,6 +45,7 @@ __all__ = [
     "create_topics",
     "default_features",
     "json_schemas",
+    "kafka_config",
     "parse_event",
     "producer_config",
     "redact",

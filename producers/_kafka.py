@@ -31,59 +31,9 @@ from typing import Any
 
 from policy_store import Settings
 
+from ._kafka_config import producer_config, redact
+
 log = logging.getLogger(__name__)
-
-_SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret")
-
-DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "partitioner": "murmur2_random",
-    "compression.type": "none",
-    "message.timeout.ms": 300_000,
-    "socket.keepalive.enable": True,
-    # only failures call our callback (a Python call per delivered message would cost
-    # more than the rest of ``send``); delivered is derived instead
-    "delivery.report.only.error": True,
-}
-
-
-def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """librdkafka configuration rendered from settings (contains secrets: do not log it)."""
-    cfg: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "security.protocol": settings.kafka_security_protocol,
-        **DEFAULT_PRODUCER_CONFIG,
-        "queue.buffering.max.messages": settings.producer_queue_max,
-        # only delays delivery (``produce`` never waits): a longer linger means fewer
-        # produce requests (less CPU for the client's thread and the broker) and staler
-        # parameters by as much
-        "linger.ms": settings.producer_linger_ms,
-    }
-    if settings.kafka_security_protocol.startswith("SASL"):
-        if settings.kafka_sasl_mechanism:
-            cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        if settings.kafka_sasl_username is not None:
-            cfg["sasl.username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            cfg["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_cafile:
-        cfg["ssl.ca.location"] = settings.kafka_ssl_cafile
-    if settings.kafka_ssl_certfile:
-        cfg["ssl.certificate.location"] = settings.kafka_ssl_certfile
-    if settings.kafka_ssl_keyfile:
-        cfg["ssl.key.location"] = settings.kafka_ssl_keyfile
-    cfg.update(overrides)
-    return cfg
-
-
-def redact(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a client config that is safe to print."""
-    return {
-        k: ("***" if k in _SECRET_KEYS or "password" in k or "secret" in k else v)
-        for k, v in config.items()
-        if not callable(v)
-    }
 
 
 class EventProducer:

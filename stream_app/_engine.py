@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from policy_store import Settings, StoreUnavailableError
-from producers import EventError, RewardEvent, Topics
+from producers import EventError, RewardEvent, Topics, kafka_config
 
 from ._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, restore_entries
-from ._clients import client_config, consumer_config, engine_producer_config, partition_count
+from ._clients import engine_producer_config, partition_count
 from ._updater import Updater
 from ._validation import validate_reward
 
@@ -134,7 +134,9 @@ class BatchEngine:
 
         ensure_changelog(self.settings, self.topics, self.changelog)
         self._producer = Producer(engine_producer_config(self.settings, self._on_delivery))
-        cfg = consumer_config(self.settings, self.group_id, **self._consumer_overrides)
+        cfg = kafka_config(
+            self.settings, "consumer", **{"group.id": self.group_id}, **self._consumer_overrides
+        )
         self._consumer = Consumer(cfg)
         self.rebalancing = True
         self.join.tables.clear()
@@ -368,7 +370,7 @@ def ensure_changelog(settings: Settings, topics: Topics, changelog: str) -> None
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(client_config(settings))
+    admin = AdminClient(kafka_config(settings))
     meta = admin.list_topics(timeout=30)
     n = partition_count(meta, topics.decisions)
     if n is None:
@@ -406,7 +408,7 @@ def restore(
     """The tables of ``partitions`` read from the changelog, from the start to its end."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    c = Consumer(consumer_config(settings, f"{changelog}-restore"))
+    c = Consumer(kafka_config(settings, "consumer", **{"group.id": f"{changelog}-restore"}))
     records: dict[int, list[tuple[bytes, Any]]] = {p: [] for p in partitions}
     try:
         ends = {}

@@ -13,7 +13,7 @@ estimate valid whichever policy chose the arm, so baseline and shadow traffic is
 good data (and is usually the only data on arms the learned policy rarely picks).
 Importance weights (1/propensity) are *not* applied to the regression: they would
 only add variance without removing bias for this model. Propensities are kept on
-every reward for off-policy evaluation (``stream_app.evaluation``). Pass
+every reward for off-policy evaluation (``stream_app.ops.report``). Pass
 ``cohort_weights`` to down-weight a cohort (0 keeps it out of the parameters; it
 is still aggregated for the dashboard).
 

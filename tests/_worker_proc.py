@@ -1,7 +1,7 @@
-"""Run ``rl-commons worker`` as a subprocess in tests: see ``stream_app._worker_process``."""
+"""Run ``rl-commons worker`` as a subprocess in tests: see ``stream_app.dev._worker_process``."""
 
 from __future__ import annotations
 
-from stream_app._worker_process import WorkerProcess
+from stream_app.dev import WorkerProcess
 
 __all__ = ["WorkerProcess"]

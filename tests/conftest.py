@@ -27,7 +27,7 @@ def services():
     if bootstrap and redis_url:
         yield Services(bootstrap, redis_url)
         return
-    from stream_app.embedded import EmbeddedServices
+    from stream_app.dev.embedded import EmbeddedServices
 
     svc = EmbeddedServices.start()
     try:

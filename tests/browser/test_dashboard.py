@@ -108,8 +108,8 @@ class Server:
     def __init__(self, store, token: str | None) -> None:
         from aiohttp import web
 
-        from stream_app.dashboard import create_app
-        from stream_app.embedded import free_port
+        from stream_app.dev.embedded import free_port
+        from stream_app.ops.dashboard import create_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"

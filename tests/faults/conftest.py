@@ -28,7 +28,7 @@ import pytest
 
 from policy_store import RedisPolicyStore, make_config
 from producers import Topics, create_topics
-from stream_app.embedded import EmbeddedBroker, EmbeddedRedis
+from stream_app.dev.embedded import EmbeddedBroker, EmbeddedRedis
 
 
 @dataclass

@@ -47,7 +47,7 @@ def test_dev_command_prints_exports_and_stops(tmp_path):
     import redis
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_app.cli", "dev"],
+        [sys.executable, "-m", "stream_app.ops.cli", "dev"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

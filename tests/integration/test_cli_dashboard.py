@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from policy_store import make_config
-from stream_app.dashboard import mount_dashboard
-from stream_app.embedded import free_port
+from stream_app.dev.embedded import free_port
+from stream_app.ops.dashboard import mount_dashboard
 
 
 def fetch(url: str, body=None, token: str | None = None):
@@ -69,7 +69,7 @@ def test_dashboard_command_serves_page_and_api(services, key_prefix, redis_store
 
 
 def test_dashboard_command_reports_unreachable_redis(capsys):
-    from stream_app.cli import main
+    from stream_app.ops.cli import main
 
     code = main(["dashboard", "--port", "0", "--redis-url", "redis://127.0.0.1:1/0"])
     assert code == 1 and "Redis unreachable at redis://127.0.0.1:1/0" in capsys.readouterr().err
@@ -104,7 +104,7 @@ def test_routes_mount_under_a_prefix(redis_store):
 
 @pytest.mark.parametrize("argv", [["dashboard", "--help"]])
 def test_dashboard_help(capsys, argv):
-    from stream_app.cli import main
+    from stream_app.ops.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -12,7 +12,7 @@ import pytest
 
 from policy_store import Observation, make_config
 from stream_app import aggregates
-from stream_app.cli import main
+from stream_app.ops.cli import main
 
 
 @pytest.fixture

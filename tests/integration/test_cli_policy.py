@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from policy_store import Observation
-from stream_app.cli import main
+from stream_app.ops.cli import main
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _demo(out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "stream_app.cli", "demo", "--out", str(out), *args],
+        [sys.executable, "-m", "stream_app.ops.cli", "demo", "--out", str(out), *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -114,7 +114,7 @@ def test_compose_sequence_init_worker_proxy_against_running_services(
     `demo --setup-only` (init), `worker`, then `demo --external` (the proxy)."""
     from confluent_kafka.admin import AdminClient
 
-    from stream_app.embedded import free_port
+    from stream_app.dev.embedded import free_port
 
     env = {
         **os.environ,
@@ -125,7 +125,7 @@ def test_compose_sequence_init_worker_proxy_against_running_services(
         "RL_COMMONS_TOPIC_PARTITIONS": "3",
         "RL_COMMONS_KEY_PREFIX": f"c{unique}",
     }
-    cli = [sys.executable, "-m", "stream_app.cli"]
+    cli = [sys.executable, "-m", "stream_app.ops.cli"]
     init = subprocess.run(
         [*cli, "demo", "--setup-only"], env=env, cwd=ROOT, capture_output=True, text=True
     )

@@ -103,7 +103,7 @@ def test_decisions_and_outcomes_land_keyed_on_the_java_partition(
 
 
 def test_unreachable_broker_keeps_selecting_and_counts_drops(services, redis_store, key_prefix):
-    from stream_app.embedded import free_port
+    from stream_app.dev.embedded import free_port
 
     redis_store.create(make_config(name="p2", arms=ARMS, n_features=7))
     settings = Settings(
@@ -130,7 +130,7 @@ def test_unreachable_broker_keeps_selecting_and_counts_drops(services, redis_sto
 
 def test_broker_stopped_mid_run(services, redis_store, key_prefix, unique):
     from producers import Topics, create_topics
-    from stream_app.embedded import EmbeddedBroker
+    from stream_app.dev.embedded import EmbeddedBroker
 
     redis_store.create(make_config(name="p3", arms=ARMS, n_features=7))
     broker = EmbeddedBroker().start()

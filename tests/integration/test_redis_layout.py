@@ -42,7 +42,7 @@ def test_version_published_on_channel(redis_store, redis_client):
 
 
 def test_unreachable_redis_names_the_url_and_reader_keeps_snapshot():
-    from stream_app.embedded import EmbeddedRedis
+    from stream_app.dev.embedded import EmbeddedRedis
 
     r = EmbeddedRedis().start()
     store = RedisPolicyStore.from_url(r.url, prefix="x")

@@ -11,8 +11,8 @@ import pytest
 from policy_store import Observation, make_algorithm, make_config
 from producers import RewardComponents, RewardEvent
 from stream_app.aggregates import add_rewards
-from stream_app.cli import main
-from stream_app.evaluation import build_report
+from stream_app.ops.cli import main
+from stream_app.ops.report import build_report
 
 pytestmark = pytest.mark.integration
 

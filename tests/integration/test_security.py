@@ -34,7 +34,7 @@ PACKAGES = ("policy_store", "producers", "stream_app")
 
 @pytest.fixture(scope="module")
 def secured_redis():
-    from stream_app.embedded import EmbeddedRedis
+    from stream_app.dev.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(password=PASSWORD).start()
     try:
@@ -58,7 +58,7 @@ def test_store_works_with_the_password_in_the_url(secured_redis, key_prefix):
 
 
 def test_store_works_with_the_password_from_the_environment(secured_redis, key_prefix, monkeypatch):
-    from stream_app.cli._common import store_from
+    from stream_app.ops.cli._common import store_from
 
     monkeypatch.setenv("RL_COMMONS_REDIS_URL", _url_without_password(secured_redis))
     monkeypatch.setenv("RL_COMMONS_REDIS_PASSWORD", PASSWORD)
@@ -227,7 +227,7 @@ def tls_files(tmp_path_factory):
 
 
 def test_sasl_ssl_settings_render_into_the_producer_config(monkeypatch, tls_files):
-    from producers._kafka import producer_config
+    from producers import producer_config
 
     cert, key = tls_files
     monkeypatch.setenv("RL_COMMONS_KAFKA_BOOTSTRAP", "broker-1:9093,broker-2:9093")
@@ -247,7 +247,7 @@ def test_sasl_ssl_settings_render_into_the_producer_config(monkeypatch, tls_file
 
 
 def test_ssl_client_certificate_settings_render_without_sasl(tls_files):
-    from producers._kafka import producer_config
+    from producers import producer_config
 
     cert, key = tls_files
     s = Settings(

@@ -117,7 +117,7 @@ def _subparsers(parser):
 
 @pytest.mark.parametrize("name", RLC_SERVICES)
 def test_every_rl_commons_command_exists_and_parses(stack, name):
-    from stream_app.cli import build_parser
+    from stream_app.ops.cli import build_parser
 
     if name not in stack:
         pytest.skip(f"no {name} service")

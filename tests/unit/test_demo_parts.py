@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from stream_app.demo import (
+from stream_app.dev.demo import (
     ChangeWatch,
     CurvePoint,
     PriorityRule,
@@ -16,7 +16,7 @@ from stream_app.demo import (
     rolling_by_cohort,
     rolling_mean,
 )
-from stream_app.demo._progress import Progress, format_line
+from stream_app.dev.demo._progress import Progress, format_line
 
 
 def _rewards(rng, mean, n, sd=0.08):
@@ -96,7 +96,7 @@ def test_rolling_mean_and_curve_by_cohort():
 
 def test_learning_curve_png_is_written(tmp_path):
     pytest.importorskip("matplotlib")
-    from stream_app.demo import plot_learning_curve
+    from stream_app.dev.demo import plot_learning_curve
 
     pts = [CurvePoint(i, "rl" if i % 3 else "baseline", 0.8 + 0.001 * i) for i in range(60)]
     path = plot_learning_curve(
@@ -151,7 +151,7 @@ def test_baseline_rule_and_demo_policy():
     ],
 )
 def test_demo_options_refuse_bad_values_with_the_option_to_fix(changes, message):
-    from stream_app.demo import DemoOptions
+    from stream_app.dev.demo import DemoOptions
 
     DemoOptions().validate()
     with pytest.raises(ValueError, match=message):
@@ -159,7 +159,7 @@ def test_demo_options_refuse_bad_values_with_the_option_to_fix(changes, message)
 
 
 def test_cli_demo_refuses_bad_options_without_starting_anything(capsys):
-    from stream_app.cli import main
+    from stream_app.ops.cli import main
 
     assert main(["demo", "--baseline", "gpt-5"]) == 2
     assert "--baseline must be" in capsys.readouterr().err

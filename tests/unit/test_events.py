@@ -90,7 +90,7 @@ def test_non_finite_feature_never_leaves_the_selector():
 
 
 def test_schema_cli_prints_every_event(capsys):
-    from stream_app.cli import main
+    from stream_app.ops.cli import main
 
     assert main(["schema"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -100,7 +100,7 @@ def test_schema_cli_prints_every_event(capsys):
 
 
 def test_schema_cli_one_type_and_unknown_type(capsys):
-    from stream_app.cli import main
+    from stream_app.ops.cli import main
 
     assert main(["schema", "--type", "outcome"]) == 0
     assert list(json.loads(capsys.readouterr().out)) == ["OutcomeEvent"]

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from policy_store import AlgorithmConfig, ArmStats, PolicyState, make_algorithm
-from stream_app.evaluation import LoggedData, evaluate, policy_probabilities
-from stream_app.evaluation._ope import dr, ips, reward_model, snips
+from policy_store.evaluation import (
+    LoggedData,
+    dr,
+    evaluate,
+    ips,
+    policy_probabilities,
+    reward_model,
+    snips,
+)
 
 K, D = 3, 4
 

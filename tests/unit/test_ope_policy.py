@@ -14,7 +14,7 @@ from policy_store import (
     make_config,
 )
 from producers import RewardComponents, RewardEvent
-from stream_app.evaluation._evaluate import candidate_config, evaluate_policy, logged_data
+from stream_app.ops.report._evaluate import candidate_config, evaluate_policy, logged_data
 
 # ε = 0.1: the logs contain every arm in every context, which OPE needs
 CFG = make_config(name="p", arms=("a", "b"), n_features=2, algorithm={"epsilon": 0.1})

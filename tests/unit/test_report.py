@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-import stream_app.evaluation as evaluation
+import stream_app.ops.report as evaluation
 from producers import RewardComponents, RewardEvent
 from stream_app.aggregates import Bucket, CohortArmStats
-from stream_app.evaluation import build_report, build_report_from_aggregates
+from stream_app.ops.report import build_report, build_report_from_aggregates
 
 
 def reward(i, cohort, arm, quality, cost, latency=0.3, *, error=False, defaulted=(), policy="p"):

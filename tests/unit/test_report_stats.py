@@ -7,15 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from stream_app.evaluation import (
+from policy_store.evaluation import (
     Interval,
     Summary,
     bootstrap_interval,
+    mean_interval,
     non_inferior,
+    norm_ppf,
     ratio_change,
+    t_ppf,
     welch_interval,
 )
-from stream_app.evaluation._stats import mean_interval, norm_ppf, t_ppf
 
 
 @pytest.mark.parametrize(

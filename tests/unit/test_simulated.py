@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from producers.simulated import (
+from stream_app.dev.simulated import (
     DEFAULT_PROFILES,
     FEATURE_NAMES,
     TASK_TYPES,

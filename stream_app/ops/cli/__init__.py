@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# module name (under stream_app.cli) -> registers one or more subcommands
+# module name (under stream_app.ops.cli) -> registers one or more subcommands
 COMMAND_MODULES = [
     "_dev",
     "_demo",

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from policy_store import AlgorithmConfig, PolicyConfig, make_config
-from producers.simulated import DEFAULT_PROFILES, FEATURE_NAMES, demo_reward_spec
 
+from ..simulated import DEFAULT_PROFILES, FEATURE_NAMES, demo_reward_spec
 from ._rollout import DEFAULT_STEPS
 
 CHANGES = {

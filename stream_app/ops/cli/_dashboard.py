@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     if args.port == 0:
-        from ..embedded import free_port
+        from stream_app.dev import free_port
 
         args.port = free_port()
 

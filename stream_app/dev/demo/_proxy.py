@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from policy_store import Settings
-from producers.simulated import SimRequest, SimResponse, SimulatedProviders, request_features
+
+from ..simulated import SimRequest, SimResponse, SimulatedProviders, request_features
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,13 @@ def _fail(msg: str) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ..evaluation import PlotUnavailableError, build_report, build_report_from_aggregates
-    from ..evaluation._source import read_aggregates, read_rewards
+    from ..report import (
+        PlotUnavailableError,
+        build_report,
+        build_report_from_aggregates,
+        read_aggregates,
+        read_rewards,
+    )
 
     settings = settings_from(args)
     if args.source == "kafka":
@@ -171,8 +176,7 @@ def _load_changes(path: str) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation._evaluate import candidate_config, evaluate_policy
-    from ..evaluation._source import read_rewards
+    from ..report import candidate_config, evaluate_policy, read_rewards
 
     settings = settings_from(args)
     store = store_from(args)

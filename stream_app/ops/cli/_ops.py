@@ -6,8 +6,8 @@ import argparse
 import json
 
 from policy_store import ConfigError
+from stream_app.aggregates import AGG_TTL_SECONDS
 
-from ..aggregates import AGG_TTL_SECONDS
 from ._common import add_redis_options, store_from
 from ._policy import _when, confirm, format_table
 

@@ -22,10 +22,16 @@ from typing import Any
 import numpy as np
 
 from policy_store import PolicyConfig, PolicyState, make_algorithm, make_config
+from policy_store.evaluation import (
+    Interval,
+    LoggedData,
+    OPEResult,
+    dr_difference,
+    evaluate,
+    policy_probabilities,
+)
 
-from ._ope import LoggedData, OPEResult, dr_difference, evaluate, policy_probabilities
 from ._report import _clean
-from ._stats import Interval
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from producers._topics import Topics, create_topics
-
-    from ..embedded import EmbeddedServices
+    from producers import Topics, create_topics
+    from stream_app.dev import EmbeddedServices
 
     settings = settings_from(args)
     print("starting embedded broker and redis-server …", file=sys.stderr, flush=True)

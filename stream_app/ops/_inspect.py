@@ -30,8 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from policy_store import PolicyConfig, PolicyState, make_algorithm
-
-from .aggregates import Bucket, CohortArmStats
+from stream_app.aggregates import Bucket, CohortArmStats
 
 COMPONENTS = ("quality", "cost", "latency")
 
@@ -233,7 +232,7 @@ def read_report(
     now: float | None = None,
 ) -> PolicyReport:
     """Read one policy's config, state, aggregates and health from a ``RedisPolicyStore``."""
-    from .aggregates import read_buckets, read_freshness, read_health
+    from stream_app.aggregates import read_buckets, read_freshness, read_health
 
     now = time.time() if now is None else now
     state = store.read_state(name)  # raises UnknownPolicyError first

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from policy_store import PolicyReader, RedisPolicyStore, RewardSpec
-from producers.simulated import (
+
+from ..simulated import (
     TASK_TOKENS,
     TASK_TYPES,
     RequestGenerator,
@@ -20,7 +21,6 @@ from producers.simulated import (
     best_by_task,
     request_features,
 )
-
 from ._options import CHANGES, DemoOptions
 from ._progress import Progress
 from ._rewards import RewardCollector

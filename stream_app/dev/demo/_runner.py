@@ -13,7 +13,7 @@ to the worker, which learns in Redis. Meanwhile it
   policy took to route around it (``ChangeWatch``),
 * prints a progress line with live figures,
 
-and ends with the cohort report (``stream_app.evaluation``), a learning-curve PNG
+and ends with the cohort report (``stream_app.ops.report``), a learning-curve PNG
 and a JSON summary in ``--out``. Everything it started is stopped on the way out,
 also on Ctrl-C or SIGTERM.
 """
@@ -41,13 +41,14 @@ from policy_store import (
     RedisPolicyStore,
     Settings,
 )
-from producers.simulated import (
+from producers import kafka_config
+
+from ..simulated import (
     FEATURE_NAMES,
     RequestGenerator,
     SimulatedProviders,
     demo_reward_spec,
 )
-
 from ._curve import CurvePoint, plot_learning_curve
 from ._loop import RequestLoop, fmt_number
 from ._options import CHANGES, AlwaysProvider, DemoOptions, PriorityRule, demo_policy_config
@@ -175,7 +176,7 @@ class Demo:
             settings.kafka_bootstrap,
             Topics(settings.topic_prefix),
             partitions=settings.topic_partitions,
-            client_config=kafka_security(settings),
+            client_config=kafka_config(settings),
         )
         store = RedisPolicyStore.from_url(
             settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
@@ -185,7 +186,7 @@ class Demo:
         return store
 
     def _start_worker(self, env: dict[str, str], log_dir: Path) -> None:
-        from ..cli import build_parser
+        from stream_app.ops.cli import build_parser
 
         if "worker" not in _subcommands(build_parser()):
             raise RuntimeError("this installation has no `rl-commons worker` command")
@@ -199,7 +200,8 @@ class Demo:
         self._on_exit("stream worker", child.stop)
 
     def _start_dashboard(self, env: dict[str, str], log_dir: Path) -> None:
-        from ..cli import build_parser
+        from stream_app.ops.cli import build_parser
+
         from ..embedded import free_port
 
         if not self.opts.dashboard or "dashboard" not in _subcommands(build_parser()):
@@ -258,7 +260,7 @@ class Demo:
             Topics(settings.topic_prefix).rewards,
             opts.policy,
             since=time.time(),  # a policy kept from an earlier run has older rewards
-            client_config=kafka_security(settings),
+            client_config=kafka_config(settings),
         ).start()
         self._on_exit("reward reader", collector.close)
         probe = PolicyReader(store, opts.policy, poll_interval=0.2, seed=opts.seed)
@@ -290,7 +292,7 @@ class Demo:
     def _finish(
         self, out_dir: Path, loop: RequestLoop, collector: RewardCollector, seconds: float
     ) -> DemoResult:
-        from ..evaluation import build_report
+        from stream_app.ops.report import build_report
 
         rewards = collector.snapshot()
         if len(rewards) < loop.served:
@@ -388,17 +390,6 @@ class Demo:
         if r.dashboard_url:
             p(f"dashboard      {r.dashboard_url} (stopped with the demo; "
               "`rl-commons dev` + `rl-commons dashboard` keep one running)")  # fmt: skip
-
-
-def kafka_security(settings: Settings) -> dict[str, Any]:
-    """The security part (protocol, SASL, SSL) of the librdkafka config from settings."""
-    from producers._kafka import producer_config
-
-    return {
-        k: v
-        for k, v in producer_config(settings).items()
-        if k.startswith(("security.", "sasl.", "ssl."))
-    }
 
 
 def _finite(d: dict[str, float]) -> dict[str, float | None]:

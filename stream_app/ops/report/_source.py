@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from policy_store import PolicyKeys, RLCommonsError, Settings
-from producers import EventError, RewardEvent, Topics, parse_event
+from producers import EventError, RewardEvent, Topics, kafka_config, parse_event
 
 
 class EvaluationSourceError(RLCommonsError):
@@ -32,28 +32,6 @@ class ReadStats:
     other_policies: int
     invalid: int
     seconds: float
-
-
-def kafka_client_config(settings: Settings) -> dict[str, str]:
-    """librdkafka settings (bootstrap and security) from ``Settings``."""
-    cfg = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "security.protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism
-    if settings.kafka_sasl_username:
-        cfg["sasl.username"] = settings.kafka_sasl_username
-    if settings.kafka_sasl_password is not None:
-        cfg["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    for key, value in (
-        ("ssl.ca.location", settings.kafka_ssl_cafile),
-        ("ssl.certificate.location", settings.kafka_ssl_certfile),
-        ("ssl.key.location", settings.kafka_ssl_keyfile),
-    ):
-        if value:
-            cfg[key] = value
-    return cfg
 
 
 def read_rewards(
@@ -76,15 +54,14 @@ def read_rewards(
     started = time.monotonic()
     deadline = started + timeout
     consumer = Consumer(
-        {
-            **kafka_client_config(settings),
-            "group.id": f"rlc-report-{uuid.uuid4().hex[:12]}",  # never joined: assign() only
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "enable.partition.eof": True,
-        }
+        kafka_config(
+            settings,
+            "consumer",
+            **{
+                "group.id": f"rlc-report-{uuid.uuid4().hex[:12]}",  # never joined: assign() only
+                "enable.partition.eof": True,
+            },
+        )
     )
     kept: list[RewardEvent] = []
     messages = invalid = other = 0
@@ -160,7 +137,7 @@ def read_aggregates(
     """The last ``minutes`` per-minute aggregate buckets of ``policy`` from Redis."""
     import redis
 
-    from ..aggregates import read_buckets
+    from stream_app.aggregates import read_buckets
 
     own = client is None
     if own:

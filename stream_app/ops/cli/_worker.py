@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import faust
 
-    from ..app import create_app
+    from stream_app import create_app
 
     settings = settings_from(args)
     sa = create_app(

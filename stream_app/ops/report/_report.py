@@ -23,7 +23,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._stats import Interval, Summary, mean_interval, non_inferior, ratio_change, welch_interval
+from policy_store.evaluation import (
+    Interval,
+    Summary,
+    mean_interval,
+    non_inferior,
+    ratio_change,
+    welch_interval,
+)
 
 METRICS = ("reward", "quality", "cost", "latency")
 LOWER_IS_BETTER = frozenset({"cost", "latency"})

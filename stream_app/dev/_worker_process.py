@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from policy_store import Settings
-from stream_app.embedded import free_port
+
+from .embedded import free_port
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float) -> int | None:
@@ -83,7 +84,7 @@ class WorkerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         web = ["--web-port", str(self.web_port)] if self.web_port else ["--without-web"]
         cmd = [
-            sys.executable, "-m", "stream_app.cli", "worker",
+            sys.executable, "-m", "stream_app.ops.cli", "worker",
             "--app-id", self.app_id,
             *web,
             "--datadir", str(self.workdir / f"{self.worker_id}-data"),

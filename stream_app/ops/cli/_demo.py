@@ -56,8 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policy_store import Settings
-
-    from ..demo import Demo, DemoOptions, run_demo
+    from stream_app.dev.demo import Demo, DemoOptions, run_demo
 
     opts = DemoOptions(
         requests=args.requests,
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.setup_only:
-        from producers.simulated import DEFAULT_PROFILES
+        from stream_app.dev.simulated import DEFAULT_PROFILES
 
         settings = Settings()
         Demo(opts).setup(settings, list(DEFAULT_PROFILES))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_app._worker_process import stop_process_group
+from .._worker_process import stop_process_group
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Child:
         log_path = log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_app.cli", *args],
+                [sys.executable, "-m", "stream_app.ops.cli", *args],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

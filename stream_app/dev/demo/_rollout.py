@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stream_app.evaluation._stats import Summary, welch_interval
+from policy_store.evaluation import Summary, welch_interval
 
 DEFAULT_STEPS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 
