@@ -31,7 +31,15 @@ from ._state import (
     merge,
 )
 from ._store import ApplyResult, Head, PolicyStore
-from .bandits import Algorithm, LinearThompson, LinUCB, Selection, Snapshot, make_algorithm
+from .bandits import (
+    Algorithm,
+    LinearThompson,
+    LinUCB,
+    Selection,
+    Snapshot,
+    algorithm_names,
+    make_algorithm,
+)
 
 __all__ = [
     "Algorithm",
@@ -65,6 +73,7 @@ __all__ = [
     "UnknownArmError",
     "UnknownPolicyError",
     "aggregate",
+    "algorithm_names",
     "apply_deltas",
     "decay_factor",
     "make_algorithm",
