@@ -9,7 +9,7 @@ the prior out of the stored sums makes them purely additive: the state learnt
 from two streams is the element-wise sum of the two states (``merge``), any
 number of workers can add deltas, and replaying rewards rebuilds the state.
 
-**The update rule** (the only one; every store and the in-process bandit use it):
+**The update rule** (one home: both stores and ``ContextualBandit`` use it):
 a batch of observations becomes one delta per arm (``aggregate``),
 
     Δxx = Σ w·x·xᵀ      Δb = Σ w·r·x      Δn = Σ w
