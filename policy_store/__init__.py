@@ -9,19 +9,37 @@ from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
 from ._errors import (
     ConfigError,
     InvalidDeltaError,
+    NoSnapshotError,
     RLCommonsError,
+    StoreError,
     StoreUnavailableError,
     UnknownArmError,
     UnknownPolicyError,
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
-from ._reader import NoSnapshotError, PolicyReader, ReaderView
+from ._reader import PolicyReader, ReaderView
 from ._redis import RedisPolicyStore
 from ._settings import Settings
-from ._state import ArmStats, Observation, PolicyState, aggregate, merge
+from ._state import (
+    ArmStats,
+    Observation,
+    PolicyState,
+    aggregate,
+    apply_deltas,
+    decay_factor,
+    merge,
+)
 from ._store import ApplyResult, Head, PolicyStore
-from .bandits import Algorithm, LinearThompson, LinUCB, Selection, Snapshot, make_algorithm
+from .bandits import (
+    Algorithm,
+    LinearThompson,
+    LinUCB,
+    Selection,
+    Snapshot,
+    algorithm_names,
+    make_algorithm,
+)
 
 __all__ = [
     "Algorithm",
@@ -50,10 +68,14 @@ __all__ = [
     "Selection",
     "Settings",
     "Snapshot",
+    "StoreError",
     "StoreUnavailableError",
     "UnknownArmError",
     "UnknownPolicyError",
     "aggregate",
+    "algorithm_names",
+    "apply_deltas",
+    "decay_factor",
     "make_algorithm",
     "make_config",
     "merge",

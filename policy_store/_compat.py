@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._config import AlgorithmConfig
-from ._state import ArmStats, PolicyState
+from ._state import ArmStats, Observation, PolicyState, aggregate
 from .bandits import Algorithm, Snapshot, make_algorithm
 
 
@@ -98,11 +98,12 @@ class ContextualBandit(RLAgent):
         if not np.isfinite(reward):
             raise ValueError("reward must be a finite number")
         action = int(action)
-        delta = ArmStats.of(np.outer(x, x), float(reward) * x, 1.0)
-        new = self._stats[action].decayed(self.algorithm.forgetting) + delta
+        arm = self._arms[action]
+        delta = aggregate([Observation("", arm, tuple(x.tolist()), float(reward))], x.size)[arm]
+        new = self._stats[action].updated(delta, self.algorithm.forgetting)
         self._stats[action] = new
         if self._snap is not None:
-            self._snap = self._snap.with_arm(self._arms[action], new, self.algorithm.ridge)
+            self._snap = self._snap.with_arm(arm, new, self.algorithm.ridge)
 
     def add_arm(self) -> int:
         """Add an arm at runtime; returns its index."""

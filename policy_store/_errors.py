@@ -1,11 +1,19 @@
-"""Exceptions of policy_store.
+"""The root of rl-commons' exceptions and the errors of policy_store.
 
-RLCommonsError
-├── ConfigError          a policy config is invalid (message names the field and the fix)
-├── UnknownPolicyError   no policy of that name in the store
-├── UnknownArmError      an arm the policy does not have
-├── InvalidDeltaError    a delta of the wrong dimension or with a non-finite number
-└── StoreUnavailableError  the backing store (Redis) cannot be reached
+RLCommonsError                     the root
+├── ConfigError (ValueError)       a policy config is invalid (message names the field and the fix)
+├── UnknownPolicyError (KeyError)  no policy of that name in the store
+├── UnknownArmError (KeyError)     an arm the policy does not have
+├── InvalidDeltaError (ValueError) a delta of the wrong dimension or with a non-finite number
+├── NoSnapshotError (LookupError)  a PolicyReader has not loaded its policy yet
+└── StoreError                     the backing store (Redis) answered with an error
+    └── StoreUnavailableError (ConnectionError)  it cannot be reached or refused the credentials
+
+The builtin in brackets is a second base, so callers that catch it keep working.
+The rule for the other packages (producers, stream_app): their errors subclass
+``RLCommonsError`` too, so ``except RLCommonsError`` catches every error rl-commons
+raises on purpose. Redis errors become the errors above in one place,
+``RedisPolicyStore.run`` (``_redis._translate``), raised ``from`` the redis error.
 """
 
 from __future__ import annotations
@@ -37,5 +45,13 @@ class InvalidDeltaError(RLCommonsError, ValueError):
     """A state delta has the wrong shape or a non-finite number; nothing was changed."""
 
 
-class StoreUnavailableError(RLCommonsError, ConnectionError):
-    """The policy store (Redis) could not be reached."""
+class NoSnapshotError(RLCommonsError, LookupError):
+    """The reader has not loaded the policy yet (store unreachable or policy missing)."""
+
+
+class StoreError(RLCommonsError):
+    """The policy store (Redis) answered a request with an error."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The policy store (Redis) could not be reached or refused the credentials."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from ._config import PolicyConfig
 from ._errors import ConfigError, UnknownPolicyError
-from ._state import ArmStats, PolicyState
+from ._state import ArmStats, PolicyState, apply_deltas
 from ._store import Head, PolicyStore, check_compatible
 
 
@@ -110,9 +110,7 @@ class InMemoryPolicyStore(PolicyStore):
             expiry = now + config.dedupe_ttl_seconds
             for i in decision_ids:
                 seen[i] = expiry
-            state = self._states[name]
-            gamma = config.algorithm.forgetting
-            for arm, delta in deltas.items():
-                old = state.get(arm) or ArmStats.zeros(config.n_features)
-                state[arm] = old.decayed(gamma**delta.n) + delta
+            self._states[name] = apply_deltas(
+                self._states[name], deltas, config.algorithm.forgetting
+            )
             return self._bump(name), []

@@ -24,17 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._config import PolicyConfig
-from ._errors import RLCommonsError
+from ._errors import NoSnapshotError
 from ._store import PolicyStore
 from .bandits import Algorithm, Selection, Snapshot, make_algorithm
 
 log = logging.getLogger(__name__)
 
 WATCH_RETRY_SECONDS = 5.0  # after a failed subscription, poll this long before trying again
-
-
-class NoSnapshotError(RLCommonsError, LookupError):
-    """The reader has not loaded the policy yet (store unreachable or policy missing)."""
 
 
 @dataclass(frozen=True)

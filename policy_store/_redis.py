@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from ._config import PolicyConfig
-from ._errors import ConfigError, InvalidDeltaError, StoreUnavailableError, UnknownPolicyError
+from ._errors import (
+    ConfigError,
+    InvalidDeltaError,
+    RLCommonsError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownPolicyError,
+)
 from ._keys import PolicyKeys, registry_key
-from ._state import ArmStats, PolicyState
+from ._state import ArmStats, PolicyState, decay_factor
 from ._store import Head, PolicyStore, check_compatible
 
+T = TypeVar("T")
 
-def _translate(exc: Exception, url: str) -> Exception:
+
+def _translate(exc: redis.RedisError, url: str) -> RLCommonsError:
+    """The one place a redis-py error becomes an rl-commons error (raise it ``from exc``)."""
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return StoreUnavailableError(
             f"Redis at {url} refused the credentials; "
@@ -27,7 +37,16 @@ def _translate(exc: Exception, url: str) -> Exception:
             f"Redis unreachable at {url} ({exc}); "
             "start it (rl-commons dev) or set RL_COMMONS_REDIS_URL"
         )
-    return exc
+    message = str(exc)
+    if isinstance(exc, redis.ResponseError) and "NOPOLICY" in message:
+        # apply.lua: the policy's config key is missing (the message names the key)
+        return UnknownPolicyError(
+            f"no policy at {message.split('NOPOLICY', 1)[1].strip()} in Redis at {url}; "
+            "create it with `rl-commons policy create` or check RL_COMMONS_REDIS_URL"
+        )
+    if isinstance(exc, redis.ResponseError) and "BADDELTA" in message:
+        return InvalidDeltaError(message)
+    return StoreError(f"Redis at {url} answered with an error: {message}")
 
 
 class RedisPolicyStore(PolicyStore):
@@ -63,11 +82,21 @@ class RedisPolicyStore(PolicyStore):
     def keys(self, name: str) -> PolicyKeys:
         return PolicyKeys(self.prefix, name)
 
-    def _call(self, fn, *args, **kwargs):
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with redis errors translated to rl-commons errors.
+
+        Every Redis call of this store goes through here; tools that read their own
+        keys (e.g. ``store.run(store.client.hgetall, store.keys(name).state)``) use it
+        to get the same errors: ``StoreUnavailableError`` when Redis cannot be reached
+        or refuses the credentials, ``StoreError`` for any other Redis error.
+        """
         try:
             return fn(*args, **kwargs)
         except redis.RedisError as exc:
             raise _translate(exc, self.url) from exc
+
+    #: the former private name of ``run``; stream_app's inspect still calls it
+    _call = run
 
     def _unknown(self, name: str) -> UnknownPolicyError:
         return UnknownPolicyError(
@@ -78,7 +107,7 @@ class RedisPolicyStore(PolicyStore):
     # -- configs -------------------------------------------------------------------------------
     def create(self, config: PolicyConfig, *, exist_ok: bool = False) -> PolicyConfig:
         k = self.keys(config.name)
-        created = self._call(self.client.set, k.config, config.to_json(), nx=True)
+        created = self.run(self.client.set, k.config, config.to_json(), nx=True)
         if not created:
             if exist_ok:
                 return self.get_config(config.name)
@@ -88,11 +117,11 @@ class RedisPolicyStore(PolicyStore):
         pipe = self.client.pipeline(transaction=False)
         pipe.setnx(k.version, 0)
         pipe.sadd(registry_key(self.prefix), config.name)
-        self._call(pipe.execute)
+        self.run(pipe.execute)
         return config
 
     def get_config(self, name: str) -> PolicyConfig:
-        raw = self._call(self.client.get, self.keys(name).config)
+        raw = self.run(self.client.get, self.keys(name).config)
         if raw is None:
             raise self._unknown(name)
         return PolicyConfig.from_json(raw)
@@ -100,11 +129,11 @@ class RedisPolicyStore(PolicyStore):
     def put_config(self, config: PolicyConfig) -> PolicyConfig:
         old = self.get_config(config.name)
         check_compatible(old, config)
-        self._call(self.client.set, self.keys(config.name).config, config.to_json(), xx=True)
+        self.run(self.client.set, self.keys(config.name).config, config.to_json(), xx=True)
         return config
 
     def list_policies(self) -> list[str]:
-        names = self._call(self.client.smembers, registry_key(self.prefix))
+        names = self.run(self.client.smembers, registry_key(self.prefix))
         return sorted(n.decode() if isinstance(n, bytes) else n for n in names)
 
     def delete(self, name: str) -> None:
@@ -112,18 +141,18 @@ class RedisPolicyStore(PolicyStore):
         k = self.keys(name)
         pattern = f"{k.base}:*"
         to_delete = [k.config, k.state, k.version, k.updated_at]
-        for key in self._call(self.client.scan_iter, match=pattern, count=1000):
-            to_delete.append(key)
+        # scan_iter is lazy: list() runs the whole scan inside run()
+        to_delete += self.run(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
         pipe = self.client.pipeline(transaction=False)
         for i in range(0, len(to_delete), 500):
             pipe.delete(*to_delete[i : i + 500])
         pipe.srem(registry_key(self.prefix), name)
-        self._call(pipe.execute)
+        self.run(pipe.execute)
 
     # -- state ---------------------------------------------------------------------------------
     def head(self, name: str) -> Head:
         k = self.keys(name)
-        raw_cfg, raw_v, raw_t = self._call(self.client.mget, [k.config, k.version, k.updated_at])
+        raw_cfg, raw_v, raw_t = self.run(self.client.mget, [k.config, k.version, k.updated_at])
         if raw_cfg is None:
             raise self._unknown(name)
         return Head(
@@ -148,7 +177,7 @@ class RedisPolicyStore(PolicyStore):
         pipe.hgetall(k.state)
         pipe.get(k.version)
         pipe.get(k.updated_at)
-        raw_cfg, fields, raw_v, raw_t = self._call(pipe.execute)
+        raw_cfg, fields, raw_v, raw_t = self.run(pipe.execute)
         if raw_cfg is None:
             raise self._unknown(name)
         d = self._parsed_config(name, raw_cfg).n_features
@@ -170,7 +199,7 @@ class RedisPolicyStore(PolicyStore):
 
     def watch(self, name: str) -> _ChannelWatch:
         """Subscribe to the policy's version channel (``{prefix}:{name}:versions``)."""
-        return _ChannelWatch(self.client, self.keys(name).channel)
+        return self.run(_ChannelWatch, self.client, self.keys(name).channel, self.run)
 
     def reset(self, name: str) -> int:
         self.get_config(name)
@@ -179,8 +208,8 @@ class RedisPolicyStore(PolicyStore):
         pipe.delete(k.state)
         pipe.incr(k.version)
         pipe.set(k.updated_at, repr(self._clock()))
-        _, version, _ = self._call(pipe.execute)
-        self._call(self.client.publish, k.channel, str(version))
+        _, version, _ = self.run(pipe.execute)
+        self.run(self.client.publish, k.channel, str(version))
         return int(version)
 
     def _apply_deltas(
@@ -197,17 +226,12 @@ class RedisPolicyStore(PolicyStore):
         ]
         gamma = config.algorithm.forgetting
         for arm, delta in deltas.items():
-            args += [arm, repr(gamma**delta.n), repr(delta.n), delta.xx_bytes(), delta.b_bytes()]
+            factor = decay_factor(gamma, delta.n)  # apply.lua: new = old·factor + delta
+            args += [arm, repr(factor), repr(delta.n), delta.xx_bytes(), delta.b_bytes()]
         try:
-            res = self._apply_script(keys=keys, args=args)
-        except redis.ResponseError as exc:
-            if "NOPOLICY" in str(exc):
-                raise self._unknown(config.name) from exc
-            if "BADDELTA" in str(exc):
-                raise InvalidDeltaError(str(exc)) from exc
-            raise
-        except redis.RedisError as exc:
-            raise _translate(exc, self.url) from exc
+            res = self.run(self._apply_script, keys=keys, args=args)
+        except UnknownPolicyError as exc:  # the script found no config: name the policy
+            raise self._unknown(config.name) from exc
         tag = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if tag == "dup":
             return 0, [decision_ids[int(i) - 1] for i in res[1:]]
@@ -215,13 +239,20 @@ class RedisPolicyStore(PolicyStore):
 
 
 class _ChannelWatch:
-    """The version channel of one policy on its own pub/sub connection."""
+    """The version channel of one policy on its own pub/sub connection.
 
-    def __init__(self, client: Any, channel: str) -> None:
+    ``run`` is the store's ``RedisPolicyStore.run``: redis errors are translated there.
+    """
+
+    def __init__(self, client: Any, channel: str, run: Callable[..., Any]) -> None:
+        self._run = run
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(channel)
 
     def wait(self, timeout: float) -> bool:
+        return self._run(self._wait, timeout)
+
+    def _wait(self, timeout: float) -> bool:
         got = self._pubsub.get_message(timeout=timeout) is not None
         # versions published meanwhile are one refresh: drain them
         while got and self._pubsub.get_message(timeout=0) is not None:
@@ -229,4 +260,4 @@ class _ChannelWatch:
         return got
 
     def close(self) -> None:
-        self._pubsub.close()
+        self._run(self._pubsub.close)

@@ -9,8 +9,18 @@ the prior out of the stored sums makes them purely additive: the state learnt
 from two streams is the element-wise sum of the two states (``merge``), any
 number of workers can add deltas, and replaying rewards rebuilds the state.
 
-Exponential forgetting multiplies the existing sums of an arm by ``gamma**dn``
-before a delta with weight ``dn`` is added (see ``ArmStats.decayed``).
+**The update rule** (one home: both stores and ``ContextualBandit`` use it):
+a batch of observations becomes one delta per arm (``aggregate``),
+
+    Δxx = Σ w·x·xᵀ      Δb = Σ w·r·x      Δn = Σ w
+
+and an arm's statistics after the batch are ``old·γ^Δn + Δ`` with γ the policy's
+forgetting (``ArmStats.updated``, ``apply_deltas``; 1 = no forgetting). The
+decay is per unit of weight, so a batch of weight Δn ages the old sums as much as
+Δn single observations would; inside a batch nothing is decayed. The Redis store
+runs the same arithmetic in ``apply.lua`` (to be atomic with its dedupe) with the
+factor ``decay_factor(γ, Δn)`` computed here; tests/integration/test_update_rule.py
+checks that every store gives the same sums as this module.
 
 Byte encoding (Redis values, never pickle): little-endian float64, row-major,
 shape implied by the policy's ``n_features``: ``xx`` is d·d doubles, ``b`` d.
@@ -61,6 +71,16 @@ class ArmStats:
             return self
         return ArmStats.of(self.xx * factor, self.b * factor, self.n * factor)
 
+    def updated(self, delta: ArmStats, forgetting: float = 1.0) -> ArmStats:
+        """The statistics after adding ``delta``: ``self·γ^Δn + delta`` (the update rule).
+
+        >>> old = ArmStats.of(np.eye(1), np.ones(1), 2.0)
+        >>> new = old.updated(ArmStats.of(np.eye(1), np.zeros(1), 1.0), forgetting=0.5)
+        >>> float(new.xx[0, 0]), float(new.b[0]), new.n
+        (1.5, 0.5, 2.0)
+        """
+        return self.decayed(decay_factor(forgetting, delta.n)) + delta
+
     def validate(self, d: int) -> None:
         """Raise ``InvalidDeltaError`` unless shapes match ``d`` and all numbers are finite."""
         if self.xx.shape != (d, d) or self.b.shape != (d,):
@@ -102,14 +122,17 @@ class Observation:
     reward: float
     weight: float = 1.0
 
-    def as_stats(self) -> ArmStats:
-        x = np.asarray(self.features, dtype=np.float64)
-        w = float(self.weight)
-        return ArmStats.of(w * np.outer(x, x), w * self.reward * x, w)
+
+def decay_factor(forgetting: float, dn: float) -> float:
+    """``γ^Δn``: what the old statistics of an arm are multiplied by before a delta of
+    weight ``dn`` is added."""
+    return forgetting**dn
 
 
 def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats]:
-    """Sum observations into one delta per arm (vectorised per arm)."""
+    """Sum observations into one delta per arm (vectorised per arm): the only rule that
+    turns observations into statistics. Raises ``InvalidDeltaError`` on a wrong feature
+    length or a non-finite number."""
     by_arm: dict[str, list[Observation]] = {}
     for obs in observations:
         by_arm.setdefault(obs.arm, []).append(obs)
@@ -133,6 +156,18 @@ def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats
         stats = ArmStats.of(xx, b, float(w.sum()))
         stats.validate(d)
         out[arm] = stats
+    return out
+
+
+def apply_deltas(
+    arms: Mapping[str, ArmStats], deltas: Mapping[str, ArmStats], forgetting: float = 1.0
+) -> dict[str, ArmStats]:
+    """Every arm's statistics after one batch of ``deltas`` (arms without a delta unchanged,
+    arms without statistics start from zero). Pure: ``arms`` is not modified."""
+    out = dict(arms)
+    for arm, delta in deltas.items():
+        old = out.get(arm)
+        out[arm] = delta if old is None else old.updated(delta, forgetting)
     return out
 
 

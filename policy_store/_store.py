@@ -1,6 +1,7 @@
 """The ``PolicyStore`` interface: where configs and learned state live.
 
-Two implementations pass the same contract tests (tests/unit/test_store_contract.py):
+Two implementations pass the same contract tests (tests/integration/test_store_contract.py,
+and tests/integration/test_update_rule.py for the statistics update rule):
 ``InMemoryPolicyStore`` (for embedding and tests without services) and
 ``RedisPolicyStore`` (production; atomic Lua apply).
 """

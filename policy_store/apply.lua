@@ -5,8 +5,11 @@
 -- ARGV[5] number of arms, then per arm: name, decay factor, dn, xx bytes, b bytes
 -- Returns {"dup", i, ...} (1-based positions among the dedupe keys) and changes nothing,
 -- or {"ok", version} after adding every delta. Numbers are returned as strings.
+-- The arithmetic is the update rule of policy_store/_state.py (ArmStats.updated):
+-- new = old * decay + delta, element-wise over xx, b and n, with decay = gamma^dn computed
+-- by the caller (decay_factor). tests/integration/test_update_rule.py checks they agree.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('NOPOLICY policy config missing')
+  return redis.error_reply('NOPOLICY ' .. KEYS[1])
 end
 local dups = {'dup'}
 for i = 5, #KEYS do

@@ -1,8 +1,16 @@
 """Bandit algorithms over additive sufficient statistics (pure numpy, no I/O)."""
 
 from ._base import Algorithm, Selection, Snapshot
-from ._registry import make_algorithm
+from ._registry import algorithm_names, make_algorithm
 from .lin_ucb import LinUCB
 from .thompson import LinearThompson
 
-__all__ = ["Algorithm", "LinUCB", "LinearThompson", "Selection", "Snapshot", "make_algorithm"]
+__all__ = [
+    "Algorithm",
+    "LinUCB",
+    "LinearThompson",
+    "Selection",
+    "Snapshot",
+    "algorithm_names",
+    "make_algorithm",
+]

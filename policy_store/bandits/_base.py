@@ -30,6 +30,7 @@ class Selection:
     arm: str
     probabilities: np.ndarray
     propensity: float
+    #: the most probable of the offered arms (the first of equals)
     greedy_index: int = 0
 
 
@@ -226,22 +227,13 @@ def offered_index(snap: Snapshot, offered: Sequence[int] | None) -> np.ndarray |
     return idx
 
 
-def make_selection(
-    snap: Snapshot, p: np.ndarray, i: int, offered: Sequence[int] | None
-) -> Selection:
-    arm_idx = i if offered is None else int(offered[i])
-    p.setflags(write=False)
-    return Selection(
-        index=i,
-        arm=snap.arms[arm_idx],
-        probabilities=p,
-        propensity=float(p[i]),
-        greedy_index=int(p.argmax()),
-    )
-
-
 class Algorithm(ABC):
-    """A contextual bandit: hyperparameters only; state is passed in."""
+    """A contextual bandit: hyperparameters only; state is passed in.
+
+    A subclass sets ``name`` and implements ``_distribution`` (the probability of serving
+    each arm for a context); ``probabilities``, ``select`` and ``choose`` are built on it
+    here, once, so every algorithm draws and reports propensities the same way.
+    """
 
     name: str = "abstract"
     epsilon: float = 0.01
@@ -268,6 +260,13 @@ class Algorithm(ABC):
         return Snapshot.build(state, arms, d, self.ridge, pooled=self.pooled)
 
     @abstractmethod
+    def _distribution(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None
+    ) -> Sequence[float]:
+        """What an algorithm implements: the probability of serving each of the arms ``idx``
+        (indices into ``snap.arms``; all arms when None) for the float64 context ``x``, as a
+        list or a float64 array that sums to 1. ``rng`` is for randomised estimates."""
+
     def probabilities(
         self,
         snap: Snapshot,
@@ -276,8 +275,9 @@ class Algorithm(ABC):
         offered: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Distribution over the offered arms (indices into ``snap.arms``) for context x."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.asarray(self._distribution(snap, x, rng, offered_index(snap, offered)))
 
-    @abstractmethod
     def select(
         self,
         snap: Snapshot,
@@ -286,6 +286,16 @@ class Algorithm(ABC):
         offered: Sequence[int] | None = None,
     ) -> Selection:
         """Choose one of the offered arms; report the distribution and the propensity."""
+        x = np.asarray(x, dtype=np.float64)
+        probs = self._distribution(snap, x, rng, offered_index(snap, offered))
+        i = draw(probs, rng.random()) if len(probs) > 1 else 0
+        if isinstance(probs, list):  # plain floats: cheaper than numpy for a handful of arms
+            p, propensity, greedy = np.array(probs), probs[i], probs.index(max(probs))
+        else:
+            p, propensity, greedy = probs, float(probs[i]), int(probs.argmax())
+        p.setflags(write=False)
+        arm = snap.arms[i if offered is None else int(offered[i])]
+        return Selection(i, arm, p, propensity, greedy)
 
     def choose(
         self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
@@ -293,10 +303,12 @@ class Algorithm(ABC):
         """``select`` over all arms, lean: (arm index, its probability, the distribution).
 
         The same choice as ``select`` for the same generator state, without building a
-        ``Selection``; the distribution may be a list. The proxy's hot path uses it.
+        ``Selection``; ``x`` must already be a float64 array and the distribution may be a
+        list. The proxy's hot path uses it.
         """
-        sel = self.select(snap, x, rng)
-        return sel.index, sel.propensity, sel.probabilities
+        probs = self._distribution(snap, x, rng, None)
+        i = draw(probs, rng.random()) if len(probs) > 1 else 0
+        return i, float(probs[i]), probs
 
     def greedy(self, snap: Snapshot, x: np.ndarray, offered: Sequence[int] | None = None) -> int:
         """Index (into offered) of the arm with the highest estimated reward θᵀx."""

@@ -19,12 +19,11 @@ arm has a known, non-zero propensity — what off-policy evaluation needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from math import sqrt
 
 import numpy as np
 
-from ._base import Algorithm, Selection, Snapshot, draw, means_and_variances, offered_index
+from ._base import Algorithm, Snapshot, means_and_variances
 
 
 class LinUCB(Algorithm):
@@ -54,47 +53,14 @@ class LinUCB(Algorithm):
             m + alpha * sqrt(v) if v > 0.0 else m for m, v in zip(means, variances, strict=True)
         ]
 
-    def _distribution(self, scores: list[float]) -> list[float]:
+    def _distribution(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None
+    ) -> list[float]:
         """ε/K for every arm, plus 1 − ε shared by the arms with the top score."""
+        scores = self._scores(snap, x, idx)
         K = len(scores)
         top = max(scores)
         best = [s >= top - 1e-12 for s in scores]
         floor = self.epsilon / K
         share = (1.0 - self.epsilon) / sum(best)
         return [floor + share if b else floor for b in best]
-
-    def probabilities(
-        self,
-        snap: Snapshot,
-        x: np.ndarray,
-        rng: np.random.Generator,
-        offered: Sequence[int] | None = None,
-    ) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        return np.array(self._distribution(self._scores(snap, x, offered_index(snap, offered))))
-
-    def choose(
-        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
-    ) -> tuple[int, float, list[float]]:
-        probs = self._distribution(self._scores(snap, x, None))
-        i = draw(probs, rng.random()) if len(probs) > 1 else 0
-        return i, probs[i], probs
-
-    def select(
-        self,
-        snap: Snapshot,
-        x: np.ndarray,
-        rng: np.random.Generator,
-        offered: Sequence[int] | None = None,
-    ) -> Selection:
-        x = np.asarray(x, dtype=np.float64)
-        scores = self._scores(snap, x, offered_index(snap, offered))
-        probs = self._distribution(scores)
-        i = draw(probs, rng.random()) if len(probs) > 1 else 0
-        greedy = scores.index(max(scores))
-        arm = snap.arms[i if offered is None else int(offered[i])]
-        p = np.array(probs)
-        p.setflags(write=False)
-        return Selection(
-            index=i, arm=arm, probabilities=p, propensity=probs[i], greedy_index=greedy
-        )

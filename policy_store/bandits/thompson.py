@@ -22,19 +22,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from ._base import (
-    Algorithm,
-    Selection,
-    Snapshot,
-    draw,
-    make_selection,
-    means_and_variances,
-    offered_index,
-)
+from ._base import Algorithm, Snapshot, means_and_variances
 
 
 class LinearThompson(Algorithm):
@@ -55,15 +45,10 @@ class LinearThompson(Algorithm):
         super().__init__(epsilon, ridge, forgetting, pooled)
         self.n_samples = int(n_samples)
 
-    def probabilities(
-        self,
-        snap: Snapshot,
-        x: np.ndarray,
-        rng: np.random.Generator,
-        offered: Sequence[int] | None = None,
+    def _distribution(
+        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator, idx: np.ndarray | None
     ) -> np.ndarray:
-        idx = offered_index(snap, offered)
-        x = np.asarray(x, dtype=np.float64)
+        """Monte-Carlo win probabilities over ``n_samples`` joint draws, with the ε floor."""
         m, v = means_and_variances(snap, x, idx)
         mean = np.array(m)
         var = np.maximum(v, 0.0)
@@ -72,21 +57,3 @@ class LinearThompson(Algorithm):
         draws = mean + sd * rng.standard_normal((self.n_samples, K))
         wins = np.bincount(draws.argmax(axis=1), minlength=K) / self.n_samples
         return (1.0 - self.epsilon) * wins + self.epsilon / K
-
-    def choose(
-        self, snap: Snapshot, x: np.ndarray, rng: np.random.Generator
-    ) -> tuple[int, float, np.ndarray]:
-        p = self.probabilities(snap, x, rng)
-        i = draw(p, rng.random()) if p.shape[0] > 1 else 0
-        return i, float(p[i]), p
-
-    def select(
-        self,
-        snap: Snapshot,
-        x: np.ndarray,
-        rng: np.random.Generator,
-        offered: Sequence[int] | None = None,
-    ) -> Selection:
-        p = self.probabilities(snap, x, rng, offered)
-        i = draw(p, rng.random()) if p.shape[0] > 1 else 0
-        return make_selection(snap, p, i, offered)

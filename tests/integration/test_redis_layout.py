@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import redis
 
 from policy_store import (
     Observation,
     PolicyReader,
     RedisPolicyStore,
+    StoreError,
     StoreUnavailableError,
+    UnknownPolicyError,
+    aggregate,
     make_config,
 )
 
@@ -52,6 +56,11 @@ def test_unreachable_redis_names_the_url_and_reader_keeps_snapshot():
     r.stop()
     with pytest.raises(StoreUnavailableError, match=str(r.port)):
         store.get_config("p")
+    with pytest.raises(StoreUnavailableError) as info:  # tools' own reads: the same errors
+        store.run(store.client.get, store.keys("p").version)
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+    with pytest.raises(StoreUnavailableError):
+        store.watch("p")
     errors_before = reader.refresh_errors
     import time
 
@@ -60,3 +69,21 @@ def test_unreachable_redis_names_the_url_and_reader_keeps_snapshot():
     assert reader.select([1.0]).arm in ("a", "b")  # keeps serving from the last snapshot
     assert reader.staleness() >= 0.1
     reader.close()
+
+
+def test_run_translates_any_redis_error(redis_store):
+    redis_store.create(make_config(name="t", arms=["x"], n_features=1))
+    key = redis_store.keys("t").config  # a string key: a list command on it is refused
+    assert redis_store.run(redis_store.client.exists, key) == 1
+    with pytest.raises(StoreError, match="WRONGTYPE") as info:
+        redis_store.run(redis_store.client.lpush, key, "x")
+    assert isinstance(info.value.__cause__, redis.ResponseError)
+    assert not isinstance(info.value, StoreUnavailableError)
+
+
+def test_config_deleted_under_a_batch_is_an_unknown_policy(redis_store, redis_client):
+    config = redis_store.create(make_config(name="gone", arms=["x"], n_features=1))
+    redis_client.delete(redis_store.keys("gone").config)
+    deltas = aggregate([Observation("d1", "x", (1.0,), 1.0)], 1)
+    with pytest.raises(UnknownPolicyError, match="no policy named 'gone'"):
+        redis_store._apply_deltas(config, ["d1"], deltas)  # the script finds no config

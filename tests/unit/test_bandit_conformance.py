@@ -1,9 +1,30 @@
-"""Conformance suite: the same checks on every algorithm.
+"""Conformance suite: the same checks on every algorithm the registry knows.
 
-A new algorithm gets these tests by adding its config to ``ALGORITHMS``.
+``ALGORITHMS`` is built from ``policy_store.algorithm_names()`` (the registry,
+``policy_store/bandits/_registry.py``), plus the project default config, so every check
+whose test takes the ``cfg`` fixture runs on every algorithm: same seed ⇒ same decisions,
+a different seed explores differently, inputs not mutated and outputs read-only, state
+survives the byte encoding, merging two partial states equals learning sequentially, A
+stays symmetric positive definite under any updates, reported propensities are the
+selection frequencies, the ε floor holds, an arm added at runtime is explored and learnt,
+``Snapshot.with_arm`` equals a rebuild, a wrong feature size is refused clearly.
+
+How to add an algorithm (it then gets all of the above with no change here):
+
+1. write ``policy_store/bandits/<name>.py``: a subclass of ``Algorithm`` whose constructor
+   takes its hyperparameters (passing ``epsilon``, ``ridge``, ``forgetting``, ``pooled`` to
+   ``Algorithm.__init__``) and which implements ``_distribution`` (the probability of
+   serving each arm for a context);
+2. add its name to ``AlgorithmConfig.name`` and any new hyperparameter fields there;
+3. register it in ``BUILDERS`` in ``policy_store/bandits/_registry.py``.
+
+Checks specific to one algorithm (e.g. TS propensities are win probabilities) are at the
+end of this module and name the algorithm they are about.
 """
 
 from __future__ import annotations
+
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -17,18 +38,24 @@ from policy_store import (
     Observation,
     PolicyState,
     aggregate,
+    algorithm_names,
     make_algorithm,
     merge,
 )
 from policy_store.bandits import Snapshot
 from policy_store.simulator import LinearSimulator
 
-ALGORITHMS = {
-    "linucb": AlgorithmConfig(name="linucb"),
-    "ts": AlgorithmConfig(name="ts"),
-    "default": AlgorithmConfig(),
-}
+ALGORITHMS = {name: AlgorithmConfig(name=name) for name in algorithm_names()}
+ALGORITHMS["default"] = AlgorithmConfig()
 K, D = 4, 6
+
+
+def test_every_configurable_algorithm_is_registered_and_checked():
+    configurable = set(get_args(AlgorithmConfig.model_fields["name"].annotation))
+    assert configurable == set(algorithm_names())
+    assert configurable <= set(ALGORITHMS)
+    for name in configurable:
+        assert make_algorithm(AlgorithmConfig(name=name)).name == name
 
 
 @pytest.fixture(params=list(ALGORITHMS), ids=list(ALGORITHMS))
@@ -169,10 +196,9 @@ def test_merge_equals_sequential_learning(cfg):
 def test_a_stays_symmetric_positive_definite(updates, gamma, ridge, name):
     d = 3
     stats = {str(k): ArmStats.zeros(d) for k in range(3)}
-    for arm, xs, r in updates:
-        x = np.asarray(xs)
-        delta = ArmStats.of(np.outer(x, x), r * x, 1.0)
-        stats[str(arm)] = stats[str(arm)].decayed(gamma) + delta
+    for i, (arm, xs, r) in enumerate(updates):
+        delta = aggregate([Observation(f"d{i}", str(arm), tuple(xs), r)], d)[str(arm)]
+        stats[str(arm)] = stats[str(arm)].updated(delta, gamma)
     for s in stats.values():
         A = ridge * np.eye(d) + s.xx
         np.testing.assert_allclose(A, A.T, rtol=0, atol=1e-12 * max(1.0, np.abs(A).max()))
@@ -210,22 +236,6 @@ def test_propensities_match_selection_frequencies(cfg, offered):
     tol = 4.5 * np.sqrt(mean_p * (1 - mean_p) / n) + 1e-4
     assert (np.abs(freq - mean_p) <= tol).all(), (freq, mean_p)
     assert (mean_p > 0.0).all()
-
-
-def test_ts_probabilities_are_win_probabilities():
-    """TS's reported distribution estimates P(arm has the top posterior draw)."""
-    cfg = ALGORITHMS["ts"]
-    bandit = learned_bandit(cfg, seed=4, rounds=60)
-    snap, algo = bandit._snapshot(), bandit.algorithm
-    x = LinearSimulator(K, D, seed=4).stream(1).contexts[0]
-    rng = np.random.default_rng(0)
-    mean = snap.theta @ x
-    sd = algo.scale * np.sqrt(np.einsum("i,kij,j->k", x, snap.a_inv, x))
-    draws = mean + sd * rng.standard_normal((400_000, K))
-    truth = np.bincount(draws.argmax(axis=1), minlength=K) / len(draws)
-    truth = (1 - algo.epsilon) * truth + algo.epsilon / K
-    estimates = np.mean([algo.probabilities(snap, x, rng) for _ in range(400)], axis=0)
-    np.testing.assert_allclose(estimates, truth, atol=0.01)
 
 
 def test_epsilon_floor_gives_every_arm_probability(cfg):
@@ -316,6 +326,11 @@ def test_forgetting_decays_statistics():
     d = s.decayed(0.5)
     np.testing.assert_array_equal(d.xx, 0.5 * np.eye(2))
     assert d.n == 2.0 and s.n == 4.0
+    # a delta of weight 2 ages the old sums by γ² before it is added
+    u = s.updated(ArmStats.of(np.zeros((2, 2)), np.ones(2), 2.0), forgetting=0.5)
+    np.testing.assert_array_equal(u.xx, 0.25 * np.eye(2))
+    np.testing.assert_array_equal(u.b, 1.25 * np.ones(2))
+    assert u.n == 3.0 and s.n == 4.0
 
 
 def test_wrong_feature_size_refused_with_clear_error(cfg):
@@ -332,3 +347,22 @@ def test_wrong_feature_size_refused_with_clear_error(cfg):
         algo.select(snap, np.ones(D + 2), np.random.default_rng(0))
     with pytest.raises(ValueError, match="out of range"):
         algo.select(snap, np.ones(D), np.random.default_rng(0), offered=[0, 5])
+
+
+# -- checks specific to one algorithm --------------------------------------------------------
+
+
+def test_ts_probabilities_are_win_probabilities():
+    """TS's reported distribution estimates P(arm has the top posterior draw)."""
+    cfg = ALGORITHMS["ts"]
+    bandit = learned_bandit(cfg, seed=4, rounds=60)
+    snap, algo = bandit._snapshot(), bandit.algorithm
+    x = LinearSimulator(K, D, seed=4).stream(1).contexts[0]
+    rng = np.random.default_rng(0)
+    mean = snap.theta @ x
+    sd = algo.scale * np.sqrt(np.einsum("i,kij,j->k", x, snap.a_inv, x))
+    draws = mean + sd * rng.standard_normal((400_000, K))
+    truth = np.bincount(draws.argmax(axis=1), minlength=K) / len(draws)
+    truth = (1 - algo.epsilon) * truth + algo.epsilon / K
+    estimates = np.mean([algo.probabilities(snap, x, rng) for _ in range(400)], axis=0)
+    np.testing.assert_allclose(estimates, truth, atol=0.01)

@@ -12,6 +12,7 @@ MODULES = [
     "policy_store.bandits.lin_ucb",
     "policy_store.bandits.thompson",
     "policy_store._compat",
+    "policy_store._state",
     "policy_store.simulator",
 ]
 

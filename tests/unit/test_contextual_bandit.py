@@ -1,4 +1,5 @@
-"""The seed's in-process API (``ContextualBandit``, ``RLAgent``) and its learning quality."""
+"""The seed's in-process API: ``policy_store.ContextualBandit`` (an ``RLAgent``), its
+learning quality, and that it learns by the same update rule as the stores."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import pytest
 
 import policy_store
-from policy_store import ContextualBandit, RLAgent
+from policy_store import (
+    AlgorithmConfig,
+    ArmStats,
+    ContextualBandit,
+    InMemoryPolicyStore,
+    Observation,
+    RLAgent,
+    make_config,
+)
 from policy_store.simulator import LinearSimulator
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -93,17 +102,44 @@ def test_rl_agent_is_abstract_and_bandit_is_one():
     assert {"ContextualBandit", "RLAgent"} <= set(policy_store.__all__)
 
 
-def test_custom_agent_implements_rl_agent():
-    class Greedy(RLAgent):
-        def __init__(self) -> None:
-            self.totals = [0.0, 0.0]
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_updates_follow_the_store_update_rule(gamma):
+    """Learning in process equals applying each observation to a store as a batch of one."""
+    n_arms, d = 3, 4
+    bandit = ContextualBandit(n_arms, d, algorithm=AlgorithmConfig(forgetting=gamma), seed=0)
+    store = InMemoryPolicyStore()
+    store.create(
+        make_config(
+            name="p",
+            arms=[str(k) for k in range(n_arms)],
+            n_features=d,
+            algorithm={"forgetting": gamma},
+        )
+    )
+    rng = np.random.default_rng(1)
+    for t in range(300):
+        x = rng.normal(size=d)
+        a = bandit.select_action(x)
+        r = float(rng.normal())
+        bandit.update(x, a, r, next_state=None)  # next_state: RLAgent signature, ignored
+        store.apply("p", [Observation(f"d{t}", str(a), tuple(x.tolist()), r)])
+    stored = store.read_state("p").arms
+    assert len(stored) >= 2
+    for arm, ours in bandit.state.arms.items():
+        theirs = stored.get(arm, ArmStats.zeros(d))
+        np.testing.assert_allclose(ours.xx, theirs.xx, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours.b, theirs.b, rtol=1e-12, atol=1e-12)
+        assert ours.n == pytest.approx(theirs.n, rel=1e-12)
 
-        def select_action(self, state):
-            return int(np.argmax(self.totals))
 
-        def update(self, state, action, reward, next_state=None):
-            self.totals[action] += reward
-
-    agent = Greedy()
-    agent.update(None, 1, 1.0, None)
-    assert agent.select_action(None) == 1
+def test_same_seed_same_actions_and_update_is_what_changes_them():
+    xs = np.random.default_rng(2).normal(size=(50, 3))
+    a, b = ContextualBandit(4, 3, seed=7), ContextualBandit(4, 3, seed=7)
+    assert [a.select_action(x) for x in xs] == [b.select_action(x) for x in xs]
+    before = a.probabilities(xs[0])
+    for _ in range(30):
+        for arm in range(4):
+            a.update(xs[0], arm, 1.0 if arm == 2 else 0.0)
+    after = a.probabilities(xs[0])
+    assert after[2] > before[2] and after.argmax() == 2
+    np.testing.assert_array_equal(b.probabilities(xs[0]), before)  # b did not learn
