@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from ..dashboard import create_app
+    from ..dashboard import dashboard_app
 
     settings = settings_from(args)
     store = store_from(args)
@@ -50,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
     def announce(_msg: str) -> None:
         print(f"dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
 
-    web.run_app(create_app(store, token), host=args.host, port=args.port, print=announce)
+    web.run_app(dashboard_app(store, token), host=args.host, port=args.port, print=announce)
     return 0

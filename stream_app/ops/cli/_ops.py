@@ -163,7 +163,7 @@ def _age(seconds: float | None) -> str:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    from .._inspect import read_report
+    from .. import read_policy_report
 
     if not 1 <= args.window <= MAX_WINDOW_MINUTES:
         raise ConfigError(
@@ -171,7 +171,7 @@ def inspect(args: argparse.Namespace) -> int:
             "(aggregates are kept 7 days)"
         )
     store = store_from(args)
-    report = read_report(store, args.policy, window_minutes=args.window)
+    report = read_policy_report(store, args.policy, window_minutes=args.window)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
