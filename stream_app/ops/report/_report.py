@@ -128,12 +128,10 @@ class CohortReport:
         for metric in ("cost", "latency"):
             red = self.metrics[metric].reduction
             if red is not None and math.isfinite(red.estimate):
-                lines.append(
-                    f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
-                    f"  ({pct} interval; negative = the learned cohort costs more)"
-                    if metric == "cost"
-                    else f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
-                )
+                line = f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
+                if metric == "cost":
+                    line += f"  ({pct} interval; negative = the learned cohort costs more)"
+                lines.append(line)
             else:
                 lines.append(f"{metric} reduction: n/a (needs both cohorts with {metric} > 0)")
         verdict = self.quality_non_inferior
