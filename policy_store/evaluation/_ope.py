@@ -140,17 +140,8 @@ def snips(data: LoggedData, target: np.ndarray, level: float = 0.95) -> Interval
     return Interval(v, v - h, v + h, level)
 
 
-def dr(
-    data: LoggedData,
-    target: np.ndarray,
-    *,
-    ridge: float = 1.0,
-    folds: int = 2,
-    level: float = 0.95,
-    rng: np.random.Generator | int | None = 0,
-) -> Interval:
-    """Doubly robust estimate with a per-arm ridge reward model (cross-fitted when folds ≥ 2)."""
-    q = reward_model(data, ridge=ridge, folds=folds, rng=rng)
+def dr(data: LoggedData, target: np.ndarray, q: np.ndarray, level: float = 0.95) -> Interval:
+    """Doubly robust estimate given the reward model ``q`` (``reward_model(data, ...)``)."""
     return _normal(dr_terms(data, target, q), level)
 
 
@@ -166,17 +157,10 @@ def dr_terms(data: LoggedData, target: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def dr_difference(
-    data: LoggedData,
-    target: np.ndarray,
-    reference: np.ndarray,
-    *,
-    ridge: float = 1.0,
-    folds: int = 2,
-    level: float = 0.95,
-    rng: np.random.Generator | int | None = 0,
+    data: LoggedData, target: np.ndarray, reference: np.ndarray, q: np.ndarray, level: float = 0.95
 ) -> Interval:
-    """DR estimate of V(target) − V(reference) with a paired interval."""
-    q = reward_model(data, ridge=ridge, folds=folds, rng=rng)
+    """DR estimate of V(target) − V(reference) with a paired interval, given the reward
+    model ``q``: fit it once and evaluate any number of targets on the same logs."""
     return _normal(dr_terms(data, target, q) - dr_terms(data, reference, q), level)
 
 
@@ -240,12 +224,14 @@ def evaluate(
     folds: int = 2,
     level: float = 0.95,
     rng: np.random.Generator | int | None = 0,
+    q: np.ndarray | None = None,
 ) -> OPEResult:
     """All three estimates of the target policy's value, with diagnostics.
 
-    ``ess`` is the effective sample size (Σw)²/Σw² — the number of rounds the
-    weighted logs are worth; ``match_rate`` the share of rounds where the target's
-    most likely arm is the one that was served.
+    DR uses the reward model ``q`` when given, else fits ``reward_model(data, ridge=ridge,
+    folds=folds, rng=rng)``. ``ess`` is the effective sample size (Σw)²/Σw² — the number
+    of rounds the weighted logs are worth; ``match_rate`` the share of rounds where the
+    target's most likely arm is the one that was served.
     """
     if data.n == 0:
         raise ValueError("no logged rounds to evaluate; produce some traffic first")
@@ -264,10 +250,12 @@ def evaluate(
             "every logged propensity is 1 (a deterministic logging policy): only rounds where "
             "the target agrees with the log carry information"
         )
+    if q is None:
+        q = reward_model(data, ridge=ridge, folds=folds, rng=rng)
     return OPEResult(
         ips=ips(data, target, level),
         snips=snips(data, target, level),
-        dr=dr(data, target, ridge=ridge, folds=folds, level=level, rng=rng),
+        dr=dr(data, target, q, level),
         n=data.n,
         logged_value=float(data.rewards.mean()),
         ess=ess,

@@ -12,6 +12,8 @@ code serves raw events and pre-aggregated sums. Intervals are two-sided at
 * ``bootstrap_interval``  percentile bootstrap of any statistic of two samples, used
   to check the analytic intervals.
 * ``non_inferior``     verdict of a non-inferiority test at a margin.
+* ``json_safe``        NaN and ±inf replaced by None, so that an undefined interval
+  bound becomes ``null`` in JSON (the report, ``inspect`` and the demo use it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -137,6 +140,11 @@ class Summary:
     def se(self) -> float:
         return math.sqrt(self.var / self.n) if self.n > 0 else float("nan")
 
+    @property
+    def has_variance(self) -> bool:
+        """At least two observations and a finite variance: enough for an interval."""
+        return self.n >= 2 and math.isfinite(self.var)
+
 
 def _nan_interval(level: float, estimate: float = float("nan")) -> Interval:
     return Interval(estimate, float("nan"), float("nan"), level)
@@ -144,7 +152,7 @@ def _nan_interval(level: float, estimate: float = float("nan")) -> Interval:
 
 def mean_interval(s: Summary, level: float = 0.95) -> Interval:
     """Student-t interval of a mean; NaN bounds with fewer than two observations."""
-    if s.n < 2 or not math.isfinite(s.var):
+    if not s.has_variance:
         return _nan_interval(level, s.mean)
     h = t_ppf(0.5 + level / 2, s.n - 1) * s.se
     return Interval(s.mean, s.mean - h, s.mean + h, level)
@@ -153,11 +161,7 @@ def mean_interval(s: Summary, level: float = 0.95) -> Interval:
 def welch_interval(treat: Summary, control: Summary, level: float = 0.95) -> Interval:
     """Interval of ``treat.mean − control.mean`` by Welch's t with Satterthwaite df."""
     diff = treat.mean - control.mean
-    if (
-        treat.n < 2
-        or control.n < 2
-        or not (math.isfinite(treat.var) and math.isfinite(control.var))
-    ):
+    if not (treat.has_variance and control.has_variance):
         return _nan_interval(level, diff)
     v1, v0 = treat.var / treat.n, control.var / control.n
     se2 = v1 + v0
@@ -178,11 +182,7 @@ def ratio_change(treat: Summary, control: Summary, level: float = 0.95) -> Inter
     if not (treat.mean > 0 and control.mean > 0):
         return _nan_interval(level)
     est = 1.0 - treat.mean / control.mean
-    if (
-        treat.n < 2
-        or control.n < 2
-        or not (math.isfinite(treat.var) and math.isfinite(control.var))
-    ):
+    if not (treat.has_variance and control.has_variance):
         return _nan_interval(level, est)
     se = math.sqrt(
         treat.var / (treat.n * treat.mean**2) + control.var / (control.n * control.mean**2)
@@ -231,3 +231,19 @@ def non_inferior(diff: Interval, margin: float) -> bool | None:
     if not math.isfinite(diff.low):
         return None
     return diff.low > -margin
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or ±inf float replaced by None, through dicts, lists and
+    tuples (tuples become lists), so that ``json.dumps(..., allow_nan=False)`` accepts it.
+
+    >>> json_safe({"low": float("nan"), "bounds": (1.0, float("inf")), "n": 3})
+    {'low': None, 'bounds': [1.0, None], 'n': 3}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj

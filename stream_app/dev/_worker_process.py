@@ -26,7 +26,7 @@ from pathlib import Path
 
 from policy_store import Settings
 
-from .embedded import free_port
+from .embedded import EmbeddedServiceError, free_port
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float) -> int | None:
@@ -125,7 +125,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.worker_id} exited:\n{self.log_tail()}")
+                raise EmbeddedServiceError(f"worker {self.worker_id} exited:\n{self.log_tail()}")
             if self.ready():
                 return
             time.sleep(0.2)

@@ -20,9 +20,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy_store import RLCommonsError
 
-class EmbeddedServiceError(RuntimeError):
-    """An embedded service could not be found or started."""
+
+class EmbeddedServiceError(RLCommonsError, RuntimeError):
+    """A development service (the embedded broker or Redis, or a worker child process)
+    could not be found or started, or stopped running."""
 
 
 def free_port() -> int:

@@ -1,8 +1,8 @@
 """What ``rl-commons inspect`` and the dashboard show about one policy.
 
 Pure functions over values already read from Redis (``PolicyState``, config,
-aggregates buckets, health and freshness hashes); ``read_report`` does the
-reading. Nothing here writes.
+aggregates buckets, health and freshness hashes); ``read_policy_report`` does
+the reading. Nothing here writes.
 
 Where each number comes from:
 
@@ -24,19 +24,27 @@ Where each number comes from:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from policy_store import PolicyConfig, PolicyState, make_algorithm
-from stream_app.aggregates import Bucket, CohortArmStats
+from policy_store import PolicyConfig, PolicyKeys, PolicyState, RedisPolicyStore, make_algorithm
+from policy_store.evaluation import json_safe
+from stream_app.aggregates import (
+    Bucket,
+    CohortArmStats,
+    read_buckets,
+    read_freshness,
+    read_health,
+)
 
 COMPONENTS = ("quality", "cost", "latency")
 
 
 @dataclass(frozen=True)
-class ArmReport:
+class ArmRow:
+    """One arm's line of the report."""
+
     arm: str
     n: float
     mean_reward: float | None
@@ -50,7 +58,9 @@ class ArmReport:
 
 
 @dataclass(frozen=True)
-class CohortReport:
+class CohortRow:
+    """One cohort's line of the report (all arms together)."""
+
     cohort: str
     n: float
     mean_reward: float | None
@@ -81,24 +91,13 @@ class PolicyReport:
     staleness_seconds: float | None
     config: dict[str, Any]
     window_minutes: int
-    arms: list[ArmReport]
-    cohorts: list[CohortReport]
+    arms: list[ArmRow]
+    cohorts: list[CohortRow]
     health: Health
     series: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
-
-
-def _finite(obj: Any) -> Any:
-    """Replace NaN/inf by None so the result is valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+        return json_safe(asdict(self))
 
 
 def _sum_cells(cells: list[CohortArmStats]) -> CohortArmStats:
@@ -175,7 +174,7 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def build_report(
+def build_policy_report(
     config: PolicyConfig,
     state: PolicyState,
     buckets: list[Bucket],
@@ -194,7 +193,7 @@ def build_report(
         agg = _sum_cells([s for _, a, s in cells if a == arm])
         st = state.arms.get(arm)
         arms.append(
-            ArmReport(
+            ArmRow(
                 arm=arm,
                 n=st.n if st is not None else 0.0,
                 share=agg.n / total_n if total_n else None,
@@ -206,7 +205,7 @@ def build_report(
     cohorts = []
     for cohort in sorted({c for c, _, _ in cells}):
         agg = _sum_cells([s for c, _, s in cells if c == cohort])
-        cohorts.append(CohortReport(cohort=cohort, n=agg.n, **_means(agg)))
+        cohorts.append(CohortRow(cohort=cohort, n=agg.n, **_means(agg)))
     return PolicyReport(
         name=config.name,
         version=state.version,
@@ -223,24 +222,38 @@ def build_report(
     )
 
 
-def read_report(
-    store,
+def read_policy_report(
+    store: RedisPolicyStore,
     name: str,
     *,
     window_minutes: int = 60,
     with_series: bool = False,
     now: float | None = None,
 ) -> PolicyReport:
-    """Read one policy's config, state, aggregates and health from a ``RedisPolicyStore``."""
-    from stream_app.aggregates import read_buckets, read_freshness, read_health
+    """Read one policy's config, state, aggregates and health from a ``RedisPolicyStore``.
 
+    Redis errors surface as the store's errors (``StoreUnavailableError``, …), and an
+    unknown policy as ``UnknownPolicyError``.
+    """
     now = time.time() if now is None else now
     state = store.read_state(name)  # raises UnknownPolicyError first
     config = store.get_config(name)
-    keys = store.keys(name)
-    buckets = store._call(read_buckets, store.client, keys, window_minutes, now)
-    counters = store._call(read_health, store.client, keys)
-    freshness = store._call(read_freshness, store.client, keys)
-    return build_report(
+    # the store's Redis error translation for the aggregates: the one private call into
+    # RedisPolicyStore, until the store offers it publicly
+    buckets, counters, freshness = store._call(
+        _read_loop, store.client, store.keys(name), window_minutes, now
+    )
+    return build_policy_report(
         config, state, buckets, counters, freshness, now=now, with_series=with_series
+    )
+
+
+def _read_loop(
+    client: Any, keys: PolicyKeys, window_minutes: int, now: float
+) -> tuple[list[Bucket], dict[str, int], dict[str, float]]:
+    """The aggregates buckets, health counters and freshness hash of one policy."""
+    return (
+        read_buckets(client, keys, window_minutes, now),
+        read_health(client, keys),
+        read_freshness(client, keys),
     )

@@ -109,12 +109,12 @@ class Server:
         from aiohttp import web
 
         from stream_app.dev.embedded import free_port
-        from stream_app.ops.dashboard import create_app
+        from stream_app.ops.dashboard import dashboard_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(create_app(store, token))
+        self._runner = web.AppRunner(dashboard_app(store, token))
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         self._loop.run_until_complete(site.start())

@@ -120,7 +120,7 @@ def test_deterministic_target_known_answer():
     # a perfect reward model (no cross-fitting: arm means 0 and 0.75) makes DR = 0.75 exactly
     q = reward_model(data, folds=1)
     assert q[:, 1] == pytest.approx(0.75)
-    assert dr(data, target, folds=1).estimate == pytest.approx(0.75)
+    assert dr(data, target, q).estimate == pytest.approx(0.75)
 
 
 def test_bad_inputs_are_refused_with_a_reason():

@@ -130,9 +130,20 @@ def test_dicts_are_accepted_like_events():
     assert a == b
 
 
-def test_bad_margin_is_refused():
+@pytest.mark.parametrize("build", [build_report, build_report_from_aggregates])
+def test_bad_margin_and_level_are_refused_by_both_builders(build):
     with pytest.raises(ValueError, match="margin"):
-        build_report([], margin=-0.1)
+        build([], margin=-0.1)
+    with pytest.raises(ValueError, match="level"):
+        build([], level=1.0)
+
+
+def test_report_json_has_no_nan():
+    # no rewards: every estimate and interval is undefined, and must be null in JSON
+    data = build_report([]).to_dict()
+    json.dumps(data, allow_nan=False)
+    assert data["metrics"]["reward"]["difference"]["low"] is None
+    assert data["cost_reduction"]["estimate"] is None
 
 
 def test_report_from_aggregates_has_the_same_means_and_wider_intervals():

@@ -11,6 +11,7 @@ from policy_store.evaluation import (
     Interval,
     Summary,
     bootstrap_interval,
+    json_safe,
     mean_interval,
     non_inferior,
     norm_ppf,
@@ -92,3 +93,21 @@ def test_degenerate_samples_give_undefined_intervals():
     assert math.isnan(ratio_change(Summary.of([0.0, 0.0]), Summary.of([0.1, 0.2])).estimate)
     empty = Summary.of([])
     assert empty.n == 0 and math.isnan(empty.mean)
+
+
+def test_json_safe_replaces_every_non_finite_float():
+    nan, inf = float("nan"), float("inf")
+    obj = {"a": nan, "b": [1.0, -inf, {"c": inf}], "d": (0.5, nan), "e": "nan", "f": 3}
+    assert json_safe(obj) == {
+        "a": None,
+        "b": [1.0, None, {"c": None}],
+        "d": [0.5, None],
+        "e": "nan",
+        "f": 3,
+    }
+
+
+def test_has_variance_needs_two_finite_observations():
+    assert Summary.of([0.1, 0.2]).has_variance
+    assert not Summary.of([0.1]).has_variance
+    assert not Summary(5, 0.1, float("nan")).has_variance

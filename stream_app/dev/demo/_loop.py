@@ -13,6 +13,7 @@ import numpy as np
 
 from policy_store import PolicyReader, RedisPolicyStore, RewardSpec
 
+from ..embedded import EmbeddedServiceError
 from ..simulated import (
     TASK_TOKENS,
     TASK_TYPES,
@@ -145,7 +146,7 @@ class RequestLoop:
     def _check_children(self) -> None:
         for child in self.demo.children:
             if child.name == "worker" and not child.running:
-                raise RuntimeError(
+                raise EmbeddedServiceError(
                     f"the stream worker exited with code {child.proc.returncode}; "
                     f"its log ({child.log_path}) ends with:\n{child.tail()}"
                 )

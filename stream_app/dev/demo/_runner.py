@@ -41,8 +41,10 @@ from policy_store import (
     RedisPolicyStore,
     Settings,
 )
-from producers import kafka_config
+from policy_store.evaluation import json_safe
+from producers import Topics, create_topics, kafka_config
 
+from ..embedded import EmbeddedServices, free_port
 from ..simulated import (
     FEATURE_NAMES,
     RequestGenerator,
@@ -146,8 +148,6 @@ class Demo:
     def _settings(self) -> Settings:
         if self.opts.external:
             return Settings()
-        from ..embedded import EmbeddedServices
-
         self.say("starting the embedded Kafka-protocol broker (Tansu) and redis-server …")
         self.services = EmbeddedServices.start()
         self._on_exit("embedded services", self._stop_services)
@@ -170,11 +170,9 @@ class Demo:
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
-        from producers import Topics, create_topics
-
         create_topics(
             settings.kafka_bootstrap,
-            Topics(settings.topic_prefix),
+            Topics.from_settings(settings),
             partitions=settings.topic_partitions,
             client_config=kafka_config(settings),
         )
@@ -185,34 +183,25 @@ class Demo:
         store.create(cfg, exist_ok=True)
         return store
 
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+        """Start ``rl-commons <args>`` as a child that is stopped on the way out."""
+        child = Child.start(name, args, env, log_dir)
+        self.children.append(child)
+        self._started(name, child.proc.pid)
+        self._on_exit(name, child.stop)
+        return child
+
     def _start_worker(self, env: dict[str, str], log_dir: Path) -> None:
-        from stream_app.ops.cli import build_parser
-
-        if "worker" not in _subcommands(build_parser()):
-            raise RuntimeError("this installation has no `rl-commons worker` command")
-        from ..embedded import free_port
-
         args = ["worker", "--loglevel", "warning", "--web-port", str(free_port())]
         args += ["--datadir", str(log_dir / "worker-data")]
-        child = Child.start("worker", args, env, log_dir)
-        self.children.append(child)
-        self._started("worker", child.proc.pid)
-        self._on_exit("stream worker", child.stop)
+        self._spawn("worker", args, env, log_dir)
 
     def _start_dashboard(self, env: dict[str, str], log_dir: Path) -> None:
-        from stream_app.ops.cli import build_parser
-
-        from ..embedded import free_port
-
-        if not self.opts.dashboard or "dashboard" not in _subcommands(build_parser()):
+        if not self.opts.dashboard:
             return
         port = free_port()
-        child = Child.start(
-            "dashboard", ["dashboard", "--host", "127.0.0.1", "--port", str(port)], env, log_dir
-        )
-        self.children.append(child)
-        self._on_exit("dashboard", child.stop)
-        self._started("dashboard", child.proc.pid)
+        args = ["dashboard", "--host", "127.0.0.1", "--port", str(port)]
+        child = self._spawn("dashboard", args, env, log_dir)
         url = f"http://127.0.0.1:{port}/"
         if wait_http(url, 15.0, child):
             self.dashboard_url = url
@@ -253,11 +242,9 @@ class Demo:
             self._start_worker(env, log_dir)
         self._start_dashboard(env, log_dir)
 
-        from producers import Topics
-
         collector = RewardCollector(
             settings.kafka_bootstrap,
-            Topics(settings.topic_prefix).rewards,
+            Topics.from_settings(settings).rewards,
             opts.policy,
             since=time.time(),  # a policy kept from an earlier run has older rewards
             client_config=kafka_config(settings),
@@ -348,9 +335,9 @@ class Demo:
             adapted_after_seconds=round(detected[1], 1) if detected else None,
             reward_rl=reward_m.rl.mean if reward_m.rl.n else None,
             reward_baseline=reward_m.baseline.mean if reward_m.baseline.n else None,
-            reward_difference=_finite(diff.to_dict()),
-            cost_reduction=_finite(report.cost_reduction.to_dict()),
-            quality_difference=_finite(report.quality_difference.to_dict()),
+            reward_difference=json_safe(diff.to_dict()),
+            cost_reduction=json_safe(report.cost_reduction.to_dict()),
+            quality_difference=json_safe(report.quality_difference.to_dict()),
             quality_non_inferior=report.quality_non_inferior,
             learned_beats_baseline=beats,
             dashboard_url=self.dashboard_url,
@@ -392,24 +379,11 @@ class Demo:
               "`rl-commons dev` + `rl-commons dashboard` keep one running)")  # fmt: skip
 
 
-def _finite(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()}
-
-
 def collector_wait(collector: RewardCollector, expected: int, timeout: float) -> None:
     """Wait until the stream has rewarded (almost) every request, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(collector) < expected:
         time.sleep(0.2)
-
-
-def _subcommands(parser) -> set[str]:
-    import argparse
-
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
 
 
 def run_demo(

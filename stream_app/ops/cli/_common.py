@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from policy_store import RedisPolicyStore, Settings
 
@@ -23,6 +27,54 @@ def add_redis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-prefix", help="Redis key prefix (default: $RL_COMMONS_KEY_PREFIX or rlc)")
 
 
+def redis_command(p: argparse.ArgumentParser, func: Callable[..., int], **defaults: Any) -> None:
+    """Finish a subcommand that talks to Redis: its Redis options (listed last in its help)
+    and the function that runs it."""
+    add_redis_options(p)
+    p.set_defaults(func=func, **defaults)
+
+
+def add_yes_option(p: argparse.ArgumentParser) -> None:
+    """``--yes``/``-y``: skip the question ``confirm`` asks."""
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
 def store_from(args: argparse.Namespace) -> RedisPolicyStore:
     s = settings_from(args)
     return RedisPolicyStore.from_url(s.redis_url, prefix=s.key_prefix, **s.redis_kwargs())
+
+
+def confirm(question: str, yes: bool, flag: str = "--yes") -> bool:
+    """True when ``yes`` or a person typed y; refuses (False + message) without a terminal."""
+    if yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        print(
+            f"error: refusing without confirmation: stdin is not a terminal; pass {flag} "
+            "to confirm",
+            file=sys.stderr,
+        )
+        return False
+    print(f"{question} [y/N] ", end="", flush=True, file=sys.stderr)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        print("cancelled; nothing changed", file=sys.stderr)
+        return False
+    return True
+
+
+def when(ts: float | None) -> str:
+    """A unix time as UTC text, or 'never'."""
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_redis_options, settings_from, store_from
+from ._common import redis_command, settings_from, store_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 = a free one)")
-    add_redis_options(p)
-    p.set_defaults(func=run)
+    redis_command(p, run)
 
 
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from ..dashboard import create_app
+    from ..dashboard import dashboard_app
 
     settings = settings_from(args)
     store = store_from(args)
@@ -50,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     def announce(_msg: str) -> None:
         print(f"dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
 
-    web.run_app(create_app(store, token), host=args.host, port=args.port, print=announce)
+    web.run_app(dashboard_app(store, token), host=args.host, port=args.port, print=announce)
     return 0

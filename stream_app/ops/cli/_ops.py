@@ -8,8 +8,7 @@ import json
 from policy_store import ConfigError
 from stream_app.aggregates import AGG_TTL_SECONDS
 
-from ._common import add_redis_options, store_from
-from ._policy import _when, confirm, format_table
+from ._common import add_yes_option, confirm, format_table, redis_command, store_from, when
 
 MAX_WINDOW_MINUTES = AGG_TTL_SECONDS // 60
 
@@ -30,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--window", type=int, default=60, metavar="MIN", help="aggregate window in minutes (60)"
     )
-    add_redis_options(i)
-    i.set_defaults(func=inspect)
+    redis_command(i, inspect)
 
     r = sub.add_parser(
         "rollout",
@@ -44,8 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("policy", help="policy name")
     r.add_argument("fraction", help="a number in [0, 1] or a percentage such as 25%%")
-    add_redis_options(r)
-    r.set_defaults(func=rollout)
+    redis_command(r, rollout)
 
     for name, enabled in (("disable", False), ("enable", True)):
         p = sub.add_parser(
@@ -62,8 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ),
         )
         p.add_argument("policy", help="policy name")
-        add_redis_options(p)
-        p.set_defaults(func=set_enabled, enabled=enabled)
+        redis_command(p, set_enabled, enabled=enabled)
 
     z = sub.add_parser(
         "reset",
@@ -75,9 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     z.add_argument("policy", help="policy name")
-    z.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    add_redis_options(z)
-    z.set_defaults(func=reset)
+    add_yes_option(z)
+    redis_command(z, reset)
 
 
 def parse_fraction(raw: str) -> float:
@@ -163,7 +158,7 @@ def _age(seconds: float | None) -> str:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    from .._inspect import read_report
+    from .. import read_policy_report
 
     if not 1 <= args.window <= MAX_WINDOW_MINUTES:
         raise ConfigError(
@@ -171,7 +166,7 @@ def inspect(args: argparse.Namespace) -> int:
             "(aggregates are kept 7 days)"
         )
     store = store_from(args)
-    report = read_report(store, args.policy, window_minutes=args.window)
+    report = read_policy_report(store, args.policy, window_minutes=args.window)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -189,7 +184,7 @@ def render(report) -> str:
         f"rollout {cfg['rollout_fraction']:.0%}, baseline arm "
         f"{cfg['baseline_arm'] or cfg['arms'][0]}",
         f"version    {report.version}",
-        f"updated    {_when(report.updated_at)} ({_age(report.staleness_seconds)})",
+        f"updated    {when(report.updated_at)} ({_age(report.staleness_seconds)})",
         f"algorithm  {alg['name']} alpha={alg['alpha']} epsilon={alg['epsilon']} "
         f"ridge={alg['ridge']} forgetting={alg['forgetting']}",
         f"features   {cfg['n_features']}",

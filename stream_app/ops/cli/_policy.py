@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from policy_store import ConfigError, make_config
 
-from ._common import add_redis_options, store_from
+from ._common import add_yes_option, confirm, format_table, redis_command, store_from, when
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,13 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="JSON with any PolicyConfig fields (reward, algorithm, max_staleness_seconds, …)",
     )
     c.add_argument("--disabled", action="store_true", help="create with the kill switch on")
-    add_redis_options(c)
-    c.set_defaults(func=create)
+    redis_command(c, create)
 
     ls = psub.add_parser("list", help="list policies", description="List the policies in Redis.")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_redis_options(ls)
-    ls.set_defaults(func=list_)
+    redis_command(ls, list_)
 
     s = psub.add_parser(
         "show",
@@ -63,8 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("name", help="policy name")
     s.add_argument("--json", action="store_true", help="print JSON (config, version, updated_at)")
-    add_redis_options(s)
-    s.set_defaults(func=show)
+    redis_command(s, show)
 
     d = psub.add_parser(
         "delete",
@@ -75,9 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     d.add_argument("name", help="policy name")
-    d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    add_redis_options(d)
-    d.set_defaults(func=delete)
+    add_yes_option(d)
+    redis_command(d, delete)
 
 
 def parse_arms(raw: str) -> list[str]:
@@ -140,12 +134,6 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def list_(args: argparse.Namespace) -> int:
     store = store_from(args)
     rows = []
@@ -188,15 +176,6 @@ def list_(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-    return "\n".join(lines)
-
-
 def show(args: argparse.Namespace) -> int:
     store = store_from(args)
     head = store.head(args.name)
@@ -208,7 +187,7 @@ def show(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"policy {args.name}  version {head.version}  updated {_when(head.updated_at)}")
+    print(f"policy {args.name}  version {head.version}  updated {when(head.updated_at)}")
     for key, value in cfg.items():
         if isinstance(value, dict):
             print(f"{key}:")
@@ -217,25 +196,6 @@ def show(args: argparse.Namespace) -> int:
         else:
             print(f"{key}: {json.dumps(value)}")
     return 0
-
-
-def confirm(question: str, yes: bool, flag: str = "--yes") -> bool:
-    """True when ``yes`` or a person typed y; refuses (False + message) without a terminal."""
-    if yes:
-        return True
-    if not sys.stdin or not sys.stdin.isatty():
-        print(
-            f"error: refusing without confirmation: stdin is not a terminal; pass {flag} "
-            "to confirm",
-            file=sys.stderr,
-        )
-        return False
-    print(f"{question} [y/N] ", end="", flush=True, file=sys.stderr)
-    answer = sys.stdin.readline().strip().lower()
-    if answer not in ("y", "yes"):
-        print("cancelled; nothing changed", file=sys.stderr)
-        return False
-    return True
 
 
 def delete(args: argparse.Namespace) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from ._common import add_redis_options, settings_from, store_from
+from ._common import redis_command, settings_from, store_from
 
 
 def _add_kafka_options(p: argparse.ArgumentParser) -> None:
@@ -22,33 +23,38 @@ def _add_kafka_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _margin(raw: str) -> float:
-    try:
-        v = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number; e.g. 0.01") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{raw} is outside [0, 1): the margin is on the 0..1 quality scale "
-            "(0.01 = one percentage point)"
-        )
-    return v
+def _bounded(
+    convert: Callable[[str], float], ok: Callable[[float], bool], outside: str, example: str
+) -> Callable[[str], float]:
+    """An argparse type: ``convert(raw)``, refused with ``outside`` (``{raw}`` filled in)
+    when ``ok`` says no."""
+
+    def parse(raw: str) -> float:
+        try:
+            v = convert(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a number; e.g. {example}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(outside.format(raw=raw))
+        return v
+
+    return parse
 
 
-def _minutes(raw: str) -> int:
-    v = int(raw)
-    if not 1 <= v <= 7 * 24 * 60:
-        raise argparse.ArgumentTypeError(
-            f"{raw} is outside 1..10080: aggregates are kept for 7 days (10080 minutes)"
-        )
-    return v
-
-
-def _level(raw: str) -> float:
-    v = float(raw)
-    if not 0.5 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"{raw} is outside [0.5, 1); e.g. 0.95")
-    return v
+_margin = _bounded(
+    float,
+    lambda v: 0.0 <= v < 1.0,
+    "{raw} is outside [0, 1): the margin is on the 0..1 quality scale "
+    "(0.01 = one percentage point)",
+    "0.01",
+)
+_minutes = _bounded(
+    int,
+    lambda v: 1 <= v <= 7 * 24 * 60,
+    "{raw} is outside 1..10080: aggregates are kept for 7 days (10080 minutes)",
+    "60",
+)
+_level = _bounded(float, lambda v: 0.5 <= v < 1.0, "{raw} is outside [0.5, 1); e.g. 0.95", "0.95")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,8 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="--source redis: window in minutes (default and maximum 10080 = 7 days)",
     )
     _add_kafka_options(p)
-    add_redis_options(p)
-    p.set_defaults(func=run_report)
+    redis_command(p, run_report)
 
     e = sub.add_parser(
         "evaluate",
@@ -112,8 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed for folds and Thompson sampling")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_kafka_options(e)
-    add_redis_options(e)
-    e.set_defaults(func=run_evaluate)
+    redis_command(e, run_evaluate)
+
+
+def _print(result, as_json: bool) -> None:
+    """A report or evaluation as strict JSON (no NaN) or as text."""
+    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if as_json else result.to_text())
 
 
 def _fail(msg: str) -> int:
@@ -147,10 +156,7 @@ def run_report(args: argparse.Namespace) -> int:
         report = build_report_from_aggregates(
             buckets, margin=args.margin, level=args.level, policy=args.policy
         )
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        print(report.to_text())
+    _print(report, args.json)
     if args.plot:
         try:
             report.plot(args.plot)
@@ -202,8 +208,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
-    else:
-        print(result.to_text())
+    _print(result, args.json)
     return 0

@@ -4,6 +4,6 @@ Served standalone by ``rl-commons dashboard`` or mounted on a Faust worker's web
 server with ``mount_dashboard(faust_app.web.web_app, store, token)``.
 """
 
-from ._server import DashboardRoutes, create_app, mount_dashboard
+from ._server import DashboardRoutes, dashboard_app, mount_dashboard
 
-__all__ = ["DashboardRoutes", "create_app", "mount_dashboard"]
+__all__ = ["DashboardRoutes", "dashboard_app", "mount_dashboard"]

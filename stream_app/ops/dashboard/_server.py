@@ -2,7 +2,7 @@
 
     GET  {prefix}/                           the page (HTML with inline JS and SVG charts)
     GET  {prefix}/api/policies               [{name, enabled, rollout_fraction, version, …}]
-    GET  {prefix}/api/policy/{name}?window=M inspect report + per-minute series (see _inspect)
+    GET  {prefix}/api/policy/{name}?window=M inspect report + per-minute series (read_policy_report)
     POST {prefix}/api/policy/{name}/rollout  {"fraction": 0.25}          (token required)
     POST {prefix}/api/policy/{name}/enabled  {"enabled": false}          (token required)
 
@@ -33,7 +33,7 @@ from policy_store import (
     UnknownPolicyError,
 )
 
-from .._inspect import read_report
+from .. import read_policy_report
 
 TOKEN_ENV = "RL_COMMONS_DASHBOARD_TOKEN"
 MAX_WINDOW_MINUTES = 24 * 60
@@ -145,7 +145,7 @@ class DashboardRoutes:
                 raise ConfigError(f"window must be between 1 and {MAX_WINDOW_MINUTES} minutes")
             now = self._clock()
             report = await self._run(
-                read_report,
+                read_policy_report,
                 self.store,
                 r.match_info["name"],
                 window_minutes=window,
@@ -232,7 +232,7 @@ def mount_dashboard(
     return routes
 
 
-def create_app(store: RedisPolicyStore, token: str | None) -> web.Application:
+def dashboard_app(store: RedisPolicyStore, token: str | None) -> web.Application:
     """A standalone aiohttp application serving the dashboard at ``/``."""
     app = web.Application()
     DashboardRoutes(store, token).add_to(app, "")

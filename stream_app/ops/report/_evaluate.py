@@ -28,10 +28,10 @@ from policy_store.evaluation import (
     OPEResult,
     dr_difference,
     evaluate,
+    json_safe,
     policy_probabilities,
+    reward_model,
 )
-
-from ._report import _clean
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ class PolicyEvaluation:
             "policy": self.policy,
             "version": self.version,
             "cohorts": list(self.cohorts),
-            "current": _finite(self.current.to_dict()),
+            "current": json_safe(self.current.to_dict()),
             "skipped": dict(self.skipped),
         }
         if self.candidate is not None:
-            out["candidate"] = _finite(self.candidate.to_dict())
+            out["candidate"] = json_safe(self.candidate.to_dict())
         if self.candidate_minus_current is not None:
-            out["candidate_minus_current_dr"] = _clean(self.candidate_minus_current.to_dict())
+            out["candidate_minus_current_dr"] = json_safe(self.candidate_minus_current.to_dict())
         return out
 
     def to_text(self) -> str:
@@ -97,10 +97,6 @@ class PolicyEvaluation:
 
 def _iv(iv: Interval) -> str:
     return f"{iv.estimate:.4f} [{iv.low:.3f}, {iv.high:.3f}]"
-
-
-def _finite(d: dict) -> dict:
-    return {k: _clean(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 def logged_data(
@@ -176,13 +172,14 @@ def evaluate_policy(
             f"no logged rewards of policy {config.name!r} in cohort(s) {list(cohorts)}: "
             "nothing to evaluate yet (or widen --cohort)"
         )
+    q = reward_model(data, folds=folds, rng=seed)  # one reward model for every target
     cur = target_probabilities(config, state, data, seed)
-    current = evaluate(data, cur, level=level, folds=folds, rng=seed)
+    current = evaluate(data, cur, level=level, q=q)
     cand_res = diff = None
     if candidate is not None:
         cand = target_probabilities(candidate, state, data, seed)
-        cand_res = evaluate(data, cand, level=level, folds=folds, rng=seed)
-        diff = dr_difference(data, cand, cur, level=level, folds=folds, rng=seed)
+        cand_res = evaluate(data, cand, level=level, q=q)
+        diff = dr_difference(data, cand, cur, q, level)
     return PolicyEvaluation(
         policy=config.name,
         version=state.version,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from policy_store import RLCommonsError
+
 if TYPE_CHECKING:
     from ._report import CohortReport
 
 
-class PlotUnavailableError(RuntimeError):
+class PlotUnavailableError(RLCommonsError, RuntimeError):
     """matplotlib is not installed."""
 
 

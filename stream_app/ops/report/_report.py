@@ -26,6 +26,7 @@ from typing import Any
 from policy_store.evaluation import (
     Interval,
     Summary,
+    json_safe,
     mean_interval,
     non_inferior,
     ratio_change,
@@ -51,12 +52,12 @@ class MetricComparison:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "rl": {"n": self.rl.n, **_clean(self.rl_mean.to_dict())},
-            "baseline": {"n": self.baseline.n, **_clean(self.baseline_mean.to_dict())},
-            "difference": _clean(self.difference.to_dict()),
+            "rl": {"n": self.rl.n, **json_safe(self.rl_mean.to_dict())},
+            "baseline": {"n": self.baseline.n, **json_safe(self.baseline_mean.to_dict())},
+            "difference": json_safe(self.difference.to_dict()),
         }
         if self.reduction is not None:
-            out["reduction"] = _clean(self.reduction.to_dict())
+            out["reduction"] = json_safe(self.reduction.to_dict())
         return out
 
 
@@ -101,7 +102,7 @@ class CohortReport:
             "counts": dict(self.counts),
             "metrics": {m: c.to_dict() for m, c in self.metrics.items()},
             "error_rate": self.errors.to_dict(),
-            "cost_reduction": _clean(self.cost_reduction.to_dict()),
+            "cost_reduction": json_safe(self.cost_reduction.to_dict()),
             "quality_non_inferior": self.quality_non_inferior,
             "arm_share": {k: dict(v) for k, v in self.arm_share.items()},
             "notes": list(self.notes),
@@ -127,12 +128,10 @@ class CohortReport:
         for metric in ("cost", "latency"):
             red = self.metrics[metric].reduction
             if red is not None and math.isfinite(red.estimate):
-                lines.append(
-                    f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
-                    f"  ({pct} interval; negative = the learned cohort costs more)"
-                    if metric == "cost"
-                    else f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
-                )
+                line = f"{metric} reduction: {red.estimate:.1%}  [{red.low:.1%}, {red.high:.1%}]"
+                if metric == "cost":
+                    line += f"  ({pct} interval; negative = the learned cohort costs more)"
+                lines.append(line)
             else:
                 lines.append(f"{metric} reduction: n/a (needs both cohorts with {metric} > 0)")
         verdict = self.quality_non_inferior
@@ -167,11 +166,6 @@ class CohortReport:
 
 
 _COHORTS = (LEARNED, BASELINE, SHADOW)
-
-
-def _clean(d: dict) -> dict:
-    """NaN → None so that the dict is valid JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def _fmt_num(v: float, signed: bool = False) -> str:
@@ -239,10 +233,6 @@ def build_report(
     ``policy`` given, rewards of other policies are ignored. ``margin`` is the
     tolerated quality loss on the 0..1 scale (0.01 = one percentage point).
     """
-    if margin < 0:
-        raise ValueError(f"margin must be ≥ 0 (a tolerated quality loss), got {margin}")
-    if not 0.5 <= level < 1:
-        raise ValueError(f"level must be in [0.5, 1), e.g. 0.95; got {level}")
     items = [r for r in rewards if policy is None or _get(r, "policy") == policy]
     vals = _values(items)
     summaries = {
@@ -269,6 +259,11 @@ def _assemble(
     source: str,
     notes: Sequence[str] = (),
 ) -> CohortReport:
+    if margin < 0:
+        raise ValueError(f"margin must be ≥ 0 (a tolerated quality loss), got {margin}")
+    if not 0.5 <= level < 1:
+        raise ValueError(f"level must be in [0.5, 1), e.g. 0.95; got {level}")
+
     def compare(m: str) -> MetricComparison:
         rl, base = summaries[LEARNED][m], summaries[BASELINE][m]
         return MetricComparison(
