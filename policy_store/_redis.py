@@ -95,9 +95,6 @@ class RedisPolicyStore(PolicyStore):
         except redis.RedisError as exc:
             raise _translate(exc, self.url) from exc
 
-    #: the former private name of ``run``; stream_app's inspect still calls it
-    _call = run
-
     def _unknown(self, name: str) -> UnknownPolicyError:
         return UnknownPolicyError(
             f"no policy named {name!r} in Redis at {self.url} (prefix {self.prefix!r}); "

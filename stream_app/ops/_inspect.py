@@ -238,9 +238,8 @@ def read_policy_report(
     now = time.time() if now is None else now
     state = store.read_state(name)  # raises UnknownPolicyError first
     config = store.get_config(name)
-    # the store's Redis error translation for the aggregates: the one private call into
-    # RedisPolicyStore, until the store offers it publicly
-    buckets, counters, freshness = store._call(
+    # through the store, so Redis errors come back as the store's errors
+    buckets, counters, freshness = store.run(
         _read_loop, store.client, store.keys(name), window_minutes, now
     )
     return build_policy_report(
