@@ -16,6 +16,15 @@ from ._errors import (
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
+from ._outcome import (
+    OUTCOME_COMPONENTS,
+    Merge,
+    arm_conflict,
+    is_complete,
+    merge_parts,
+    outcome_part,
+    outcome_reward,
+)
 from ._reader import NoSnapshotError, PolicyReader, ReaderView
 from ._redis import RedisPolicyStore
 from ._settings import Settings
@@ -35,7 +44,9 @@ __all__ = [
     "InvalidDeltaError",
     "LinUCB",
     "LinearThompson",
+    "Merge",
     "NoSnapshotError",
+    "OUTCOME_COMPONENTS",
     "Observation",
     "PolicyConfig",
     "PolicyKeys",
@@ -54,7 +65,12 @@ __all__ = [
     "UnknownArmError",
     "UnknownPolicyError",
     "aggregate",
+    "arm_conflict",
+    "is_complete",
     "make_algorithm",
     "make_config",
     "merge",
+    "merge_parts",
+    "outcome_part",
+    "outcome_reward",
 ]
