@@ -45,7 +45,7 @@ def test_user_feature_function_replaces_defaults():
     sel = ProviderSelector(feature_fn=lambda r: [1.0, float(r["n"])], seed=0)
     d = sel.select({"n": 3})
     assert d.features == (1.0, 3.0)
-    assert sel.source.config.n_features == 2
+    assert sel.reader.config.n_features == 2
 
 
 def test_wrong_feature_size_is_refused_with_n_features_named():
@@ -58,14 +58,14 @@ def test_wrong_feature_size_is_refused_with_n_features_named():
 def test_outcome_parts_learn_once_complete():
     sel = ProviderSelector(seed=0)
     d = sel.select({"prompt": "hello"})
-    v0 = sel.source.version
+    v0 = sel.reader.version
     assert sel.report_outcome(d.decision_id, cost=0.1, latency=0.2)
-    assert sel.source.version == v0  # quality still missing: nothing learnt yet
+    assert sel.reader.version == v0  # quality still missing: nothing learnt yet
     assert sel.report_outcome(d.decision_id, quality=0.9)
-    assert sel.source.version == v0 + 1
-    snap = sel.source.view.snapshot
+    assert sel.reader.version == v0 + 1
+    snap = sel.reader.view.snapshot
     k = snap.index[d.provider]
-    expected = sel.source.config.reward.reward(0.9, 0.1, 0.2)
+    expected = sel.reader.config.reward.reward(0.9, 0.1, 0.2)
     np.testing.assert_allclose(snap.b[k], expected * np.array(d.features))
     assert not sel.report_outcome(d.decision_id, quality=0.5)  # already complete
     assert sel.metrics()["unmatched_updates"] == 1
@@ -75,10 +75,10 @@ def test_error_outcome_charges_the_chosen_arm():
     sel = ProviderSelector(seed=0)
     d = sel.select({"prompt": "hello"})
     sel.report_outcome(d.decision_id, error="Timeout", fallback_provider="llama", final=True)
-    snap = sel.source.view.snapshot
+    snap = sel.reader.view.snapshot
     k = snap.index[d.provider]
     assert snap.n[k] == 1.0
-    np.testing.assert_allclose(snap.b[k], sel.source.config.reward.failure_reward * snap.b[k])
+    np.testing.assert_allclose(snap.b[k], sel.reader.config.reward.failure_reward * snap.b[k])
 
 
 def test_out_of_range_outcome_is_refused_clearly():
@@ -93,10 +93,10 @@ def test_update_from_response_is_fifo_per_request_and_provider():
     req = {"prompt": "same"}
     for _ in range(3):
         sel.select_provider(req)
-    pending = list(sel._pending)
+    pending = list(sel._outcomes._pending)
     assert len(pending) == 3
     sel.update_from_response(req, "a", {"quality": 1.0, "cost": 0.0, "latency": 0.0})
-    assert list(sel._pending) == pending[1:]  # the oldest one was reported
+    assert list(sel._outcomes._pending) == pending[1:]  # the oldest one was reported
 
 
 def test_pending_decisions_are_bounded():
@@ -104,7 +104,7 @@ def test_pending_decisions_are_bounded():
     for i in range(200):
         sel.select_provider({"prompt": str(i)})
     assert sel.metrics()["pending"] == 50
-    assert sum(len(q) for q in sel._by_request.values()) == 50
+    assert sum(len(q) for q in sel._outcomes._by_request.values()) == 50
 
 
 def test_unknown_provider_in_update_is_refused():
@@ -140,4 +140,4 @@ def test_kill_switch_and_staleness_serve_the_fallback_arm():
 def test_lazy_feature_size_from_update_before_select():
     sel = ProviderSelector(feature_fn=lambda r: [1.0, r["n"]], seed=0)
     assert sel.update_from_response({"n": 2.0}, "llama", {"quality": 1.0})
-    assert sel.source.config.n_features == 2
+    assert sel.reader.config.n_features == 2
