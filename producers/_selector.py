@@ -124,8 +124,8 @@ class ProviderSelector:
             self._source = StreamingSource(reader, owns_reader)
         self.streaming = self._source.learner is None
         self.policy = self._source.policy
-        # the hot path calls these directly (one lookup each)
-        self._view_for = self._source.view_for
+        # the hot path reads these directly (in-process, the reader may be made at first use)
+        self._reader: PolicyReader | None = self._source.reader
         self._staleness = self._source.staleness
         self._rollout: Rollout | None = self._make_rollout()
         self._outcomes = OutcomeTracker(max_pending, self._source.learner)
@@ -217,6 +217,11 @@ class ProviderSelector:
         view = reader.view if reader is not None else None
         return view.config if view is not None else None
 
+    def _view_for(self, request: Mapping[str, Any] | None) -> ReaderView | None:
+        view = self._source.view_for(request)  # may create the in-process policy
+        self._reader = self._source.reader
+        return view
+
     def features(self, request: Mapping[str, Any], n_features: int | None = None) -> tuple:
         """The feature vector of ``request``, checked against the policy's ``n_features``."""
         if n_features is None:
@@ -230,7 +235,8 @@ class ProviderSelector:
     # -- selection -----------------------------------------------------------------------------
     def select(self, request: Mapping[str, Any], request_key: str | None = None) -> Decision:
         """Choose a provider for ``request`` and publish the decision (never blocks)."""
-        view = self._view_for(request)
+        reader = self._reader
+        view = reader.view if reader is not None else self._view_for(request)
         if view is None:
             return self._unavailable(request)
         snap = view.snapshot
