@@ -3,6 +3,7 @@
 from ._client import CallResult, LLMClient
 from ._decision import Decision
 from ._events import (
+    MAX_FEATURE_ABS,
     DecisionEvent,
     DLQRecord,
     EventError,
@@ -35,6 +36,7 @@ __all__ = [
     "KafkaClientError",
     "KafkaConfigError",
     "LLMClient",
+    "MAX_FEATURE_ABS",
     "OutcomeEvent",
     "ProviderSelector",
     "RLTracker",
