@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,6 @@ from policy_store import (
     RewardSpec,
     Settings,
     Snapshot,
-    make_config,
     outcome_part,
 )
 
@@ -57,15 +57,8 @@ from ._features import N_DEFAULT_FEATURES, FeatureFn, check_vector, default_feat
 from ._kafka import EventProducer
 from ._outcomes import OutcomeTracker
 from ._rollout import Rollout
-from ._sources import InProcessSource, StreamingSource
+from ._sources import DEFAULT_PROVIDERS, InProcessSource, StreamingSource, in_process_config
 from ._topics import Topics
-
-DEFAULT_PROVIDERS = ("gpt-4", "claude-3", "llama")
-
-#: The in-process default: LinUCB with a narrower confidence width than the streaming
-#: default, because an embedded selector learns from few requests per context and
-#: should exploit sooner (see docs/proxy.md for the measurement behind it).
-IN_PROCESS_ALGORITHM = AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02)
 
 
 class ProviderSelector:
@@ -114,12 +107,19 @@ class ProviderSelector:
         self.providers = tuple(providers) if providers else None
         if isinstance(algorithm, str):
             algorithm = AlgorithmConfig(name=algorithm)
-        self._in_process_args = (policy, reward_spec, algorithm)
         self._source: InProcessSource | StreamingSource
         if reader is None:
             self.providers = self.providers or DEFAULT_PROVIDERS
             d = n_features or (None if feature_fn is not None else N_DEFAULT_FEATURES)
-            self._source = InProcessSource(policy, self._in_process_config, self._feature_fn, d)
+            make = partial(
+                in_process_config,
+                policy,
+                self.providers,
+                reward=reward_spec,
+                algorithm=algorithm,
+                rollout_fraction=self._in_process_rollout_fraction(),
+            )
+            self._source = InProcessSource(policy, make, self._feature_fn, d)
         else:
             self._source = StreamingSource(reader, owns_reader)
         self.streaming = self._source.learner is None
@@ -176,17 +176,6 @@ class ProviderSelector:
     def _make_rollout(self) -> Rollout | None:
         """The rollout step: none for a plain selector (the learned policy always serves)."""
         return None
-
-    def _in_process_config(self, n_features: int) -> PolicyConfig:
-        policy, reward_spec, algorithm = self._in_process_args
-        return make_config(
-            name=policy,
-            arms=list(self.providers or DEFAULT_PROVIDERS),
-            n_features=n_features,
-            algorithm=algorithm or IN_PROCESS_ALGORITHM,
-            reward=reward_spec or RewardSpec(),
-            rollout_fraction=self._in_process_rollout_fraction(),
-        )
 
     def _in_process_rollout_fraction(self) -> float:
         return 1.0

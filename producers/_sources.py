@@ -18,15 +18,44 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from policy_store import (
+    AlgorithmConfig,
     InMemoryPolicyStore,
     Observation,
     PolicyConfig,
     PolicyReader,
     ReaderView,
     RewardSpec,
+    make_config,
 )
 
 from ._features import FeatureFn, check_vector
+
+DEFAULT_PROVIDERS = ("gpt-4", "claude-3", "llama")
+
+#: The in-process default: LinUCB with a narrower confidence width than the streaming
+#: default, because an embedded selector learns from few requests per context and
+#: should exploit sooner (see docs/proxy.md for the measurement behind it).
+IN_PROCESS_ALGORITHM = AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02)
+
+
+def in_process_config(
+    policy: str,
+    providers: Sequence[str],
+    n_features: int,
+    *,
+    reward: RewardSpec | None = None,
+    algorithm: AlgorithmConfig | None = None,
+    rollout_fraction: float = 1.0,
+) -> PolicyConfig:
+    """The config of an in-process policy (``IN_PROCESS_ALGORITHM`` unless one is given)."""
+    return make_config(
+        name=policy,
+        arms=list(providers),
+        n_features=n_features,
+        algorithm=algorithm or IN_PROCESS_ALGORITHM,
+        reward=reward or RewardSpec(),
+        rollout_fraction=rollout_fraction,
+    )
 
 
 class StreamingSource:
