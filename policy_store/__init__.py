@@ -18,6 +18,15 @@ from ._errors import (
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
+from ._outcome import (
+    OUTCOME_COMPONENTS,
+    Merge,
+    arm_conflict,
+    is_complete,
+    merge_parts,
+    outcome_part,
+    outcome_reward,
+)
 from ._reader import PolicyReader, ReaderView
 from ._redis import RedisPolicyStore
 from ._settings import Settings
@@ -53,7 +62,9 @@ __all__ = [
     "InvalidDeltaError",
     "LinUCB",
     "LinearThompson",
+    "Merge",
     "NoSnapshotError",
+    "OUTCOME_COMPONENTS",
     "Observation",
     "PolicyConfig",
     "PolicyKeys",
@@ -75,8 +86,13 @@ __all__ = [
     "aggregate",
     "algorithm_names",
     "apply_deltas",
+    "arm_conflict",
     "decay_factor",
+    "is_complete",
     "make_algorithm",
     "make_config",
     "merge",
+    "merge_parts",
+    "outcome_part",
+    "outcome_reward",
 ]

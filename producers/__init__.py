@@ -1,7 +1,9 @@
 """producers: the proxy side — events (the wire contract), the Kafka producer and the selectors."""
 
 from ._client import CallResult, LLMClient
+from ._decision import Decision
 from ._events import (
+    MAX_FEATURE_ABS,
     DecisionEvent,
     DLQRecord,
     EventError,
@@ -12,11 +14,11 @@ from ._events import (
     parse_event,
 )
 from ._features import DEFAULT_FEATURE_NAMES, FeatureError, default_features
-from ._kafka import EventProducer
+from ._kafka import EventProducer, KafkaClientError, KafkaConfigError
 from ._kafka_config import kafka_config, producer_config, redact
-from ._local import LocalPolicy
-from ._safe import FixedBaseline, SafeProviderSelector, cohort_position
-from ._selector import DEFAULT_PROVIDERS, Decision, ProviderSelector
+from ._rollout import FixedBaseline, cohort_position
+from ._safe import SafeProviderSelector
+from ._selector import DEFAULT_PROVIDERS, ProviderSelector
 from ._topics import TOPIC_KINDS, Topics, create_topics
 from ._tracker import RLTracker
 
@@ -31,8 +33,10 @@ __all__ = [
     "EventProducer",
     "FeatureError",
     "FixedBaseline",
+    "KafkaClientError",
+    "KafkaConfigError",
     "LLMClient",
-    "LocalPolicy",
+    "MAX_FEATURE_ABS",
     "OutcomeEvent",
     "ProviderSelector",
     "RLTracker",

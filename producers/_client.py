@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._selector import Decision, ProviderSelector
+from ._decision import Decision
+from ._selector import ProviderSelector
 from ._tracker import RLTracker
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ class LLMClient:
         return CallResult(response, other, decision, elapsed, other, error)
 
     def _fallback_for(self, provider: str) -> str | None:
-        src = self.selector.source
-        config = src.config if src is not None else None
+        config = self.selector.config
         arms = tuple(config.arms) if config is not None else tuple(self.selector.providers or ())
         if config is not None and config.baseline_arm and config.baseline_arm != provider:
             return config.baseline_arm
@@ -144,8 +144,7 @@ class LLMClient:
         return others[0] if others else None
 
     def _latency(self, seconds: float) -> float:
-        src = self.selector.source
-        config = src.config if src is not None else None
+        config = self.selector.config
         if config is not None and config.reward.latency_cap_ms is not None:
             return max(seconds * 1000.0, 0.0)
         return min(max(seconds / self.latency_norm_seconds, 0.0), 1.0)

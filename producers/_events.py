@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from policy_store import RLCommonsError
+
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 256 * 1024
 MAX_FEATURES = 4096
@@ -192,7 +194,7 @@ _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_MODELS: tuple[type[_Event], ...] = (DecisionEvent, OutcomeEvent, RewardEvent, DLQRecord)
 
 
-class EventError(ValueError):
+class EventError(RLCommonsError, ValueError):
     """An event could not be parsed; ``reason`` is a DLQ reason code."""
 
     def __init__(self, reason: DLQReason, detail: str) -> None:

@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from policy_store import RLCommonsError
+
 FeatureFn = Callable[[Mapping[str, Any]], Sequence[float]]
 
 DEFAULT_FEATURE_NAMES: tuple[str, ...] = (
@@ -35,7 +37,7 @@ N_DEFAULT_FEATURES = len(DEFAULT_FEATURE_NAMES)
 _CODE_MARKERS = ("```", "def ", "class ", "function ", "#include", "import ", "SELECT ")
 
 
-class FeatureError(ValueError):
+class FeatureError(RLCommonsError, ValueError):
     """A feature vector has the wrong size or a non-finite number."""
 
 

@@ -2,6 +2,8 @@
 
 * The librdkafka client is built lazily (no network in ``__init__``) from
   ``policy_store.Settings`` (bootstrap, security protocol, SASL, SSL files).
+  A configuration librdkafka refuses raises ``KafkaConfigError`` from ``start()``;
+  ``kafka_error`` is the one place confluent-kafka errors become rl-commons errors.
 * Idempotent, ``partitioner=murmur2_random`` so a key lands on the partition a
   Java / aiokafka / Faust client would choose, no compression (lz4 would not be
   readable by the Faust consumer without extra packages).
@@ -29,11 +31,44 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policy_store import Settings
+from policy_store import RLCommonsError, Settings
 
 from ._kafka_config import producer_config, redact
 
 log = logging.getLogger(__name__)
+
+
+class KafkaClientError(RLCommonsError, RuntimeError):
+    """A Kafka client call failed; the confluent-kafka error is chained (``__cause__``)."""
+
+
+class KafkaConfigError(KafkaClientError, ValueError):
+    """librdkafka refused the client configuration; the message names the setting."""
+
+
+def kafka_error(exc: BaseException, doing: str, hint: str = "") -> KafkaClientError:
+    """The rl-commons error for a confluent-kafka failure while ``doing`` something.
+
+    The one place Kafka errors are translated: a refused configuration (``ValueError``,
+    ``TypeError`` or librdkafka's invalid-argument code) becomes ``KafkaConfigError``,
+    anything else ``KafkaClientError``; ``hint`` (what to check) follows the cause.
+    Raise it ``from exc``.
+
+    >>> kafka_error(ValueError('No such configuration property: "bogus"'), "building the producer")
+    KafkaConfigError('building the producer: No such configuration property: "bogus"')
+    """
+    config = isinstance(exc, ValueError | TypeError)
+    if not config and exc.args:
+        code = getattr(exc.args[0], "code", None)
+        config = callable(code) and code() in _config_codes()
+    cls = KafkaConfigError if config else KafkaClientError
+    return cls(f"{doing}: {exc}" + (f"; {hint}" if hint else ""))
+
+
+def _config_codes() -> tuple[int, ...]:
+    from confluent_kafka import KafkaError
+
+    return (KafkaError._INVALID_ARG,)
 
 
 class EventProducer:
@@ -103,13 +138,14 @@ class EventProducer:
                 producer = Producer(cfg)
             except (KafkaException, ValueError, TypeError) as exc:
                 self._last_error = str(exc)
-                msg = (
-                    f"Kafka producer configuration refused ({exc}); check the RL_COMMONS_KAFKA_* "
-                    f"settings, config={self.describe()}"
+                error = kafka_error(
+                    exc,
+                    "Kafka producer configuration refused",
+                    f"check the RL_COMMONS_KAFKA_* settings, config={self.describe()}",
                 )
                 if raise_errors:
-                    raise ValueError(msg) from exc
-                log.error(msg)
+                    raise error from exc
+                log.error("%s", error)
                 self._closed = True  # do not retry on every send
                 return None
             self._stop.clear()

@@ -1,13 +1,27 @@
 """``ProviderSelector``: choose an LLM provider per request and log what happened.
 
-Two modes behind one API:
+Two modes behind one API, each a small source object (``_sources``):
 
 * **In-process** (no services): ``ProviderSelector(providers=[...])`` keeps the
-  policy in memory (``LocalPolicy``); outcomes are learnt immediately.
+  policy in an ``InMemoryPolicyStore`` read through a ``PolicyReader``; outcomes
+  are learnt immediately (the next ``select`` sees them).
 * **Streaming**: ``ProviderSelector.connect(policy, settings)`` reads parameters
   from Redis through a ``PolicyReader`` (background refresh, no network on the
   request path) and publishes a ``DecisionEvent`` per selection and
   ``OutcomeEvent`` parts per report through an ``EventProducer``.
+
+One selection flow for both, and for ``SafeProviderSelector``:
+
+1. policy never loaded → the baseline (else the first of ``providers``) serves,
+   nothing is logged;
+2. kill switch (``enabled=False``) or parameters older than ``max_staleness_seconds``
+   → the baseline (else the policy's ``fallback_arm``) serves, cohort ``baseline``;
+3. otherwise the learned policy chooses; the rollout step (``Rollout``, set by
+   ``SafeProviderSelector``; a plain selector has none and always serves the learned
+   choice) may hand the request to the baseline, logging the learned choice beside it.
+
+``fallbacks`` counts the requests of steps 1 and 2 — the learned policy could not be
+used — in both selectors; a request the rollout gives the baseline is not a fallback.
 
 Cold start: an arm with fewer than ``warm_start`` observations is served
 before the bandit is trusted (uniformly among such arms, with that probability
@@ -16,137 +30,35 @@ as the propensity), like UCB1's initial pulls.
 
 from __future__ import annotations
 
-import logging
-import os
-import random
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from pydantic_core import to_json
 
 from policy_store import (
     AlgorithmConfig,
     NoSnapshotError,
+    PolicyConfig,
     PolicyReader,
     ReaderView,
     RedisPolicyStore,
     RewardSpec,
     Settings,
     Snapshot,
-    make_config,
+    outcome_part,
 )
 
+from ._decision import Decision, _DecisionEncoder, new_decision_id
 from ._events import OutcomeEvent
 from ._features import N_DEFAULT_FEATURES, FeatureFn, check_vector, default_features
 from ._kafka import EventProducer
-from ._local import LocalPolicy
+from ._outcomes import OutcomeTracker
+from ._rollout import Rollout
+from ._sources import DEFAULT_PROVIDERS, InProcessSource, StreamingSource, in_process_config
 from ._topics import Topics
-
-log = logging.getLogger(__name__)
-
-DEFAULT_PROVIDERS = ("gpt-4", "claude-3", "llama")
-
-#: The in-process default: LinUCB with a narrower confidence width than the streaming
-#: default, because an embedded selector learns from few requests per context and
-#: should exploit sooner (see docs/proxy.md for the measurement behind it).
-IN_PROCESS_ALGORITHM = AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02)
-
-
-class Decision(NamedTuple):
-    """One selection: what was served, with which probability, in which cohort.
-
-    ``logged`` is False when no DecisionEvent could be written (policy not loaded,
-    or a baseline arm that is not one of the policy's arms). A named tuple: cheap
-    to create on the hot path, immutable.
-    """
-
-    decision_id: str
-    provider: str
-    propensity: float
-    cohort: str
-    policy_version: int
-    features: tuple[float, ...]
-    learned_provider: str | None = None
-    logged: bool = True
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A decision waiting for its outcome (in-process learning, legacy update API)."""
-
-    arm: str
-    features: tuple[float, ...]
-    index_key: Any = None
-    parts: dict[str, Any] = field(default_factory=dict)
-
-
-class _DecisionEncoder:
-    """DecisionEvent JSON from a prefix cached per snapshot: no validation on the hot path.
-
-    The fields that do not change within a snapshot (policy, arms, version) are
-    rendered once; the rest goes through pydantic-core's ``to_json`` (Rust, shortest
-    round-trip floats, proper string escaping) and is spliced in after them. Only
-    values the selector produced itself go in (arm names validated by the policy
-    config, finite features checked by ``check_vector``, hex ids), so the bytes are a
-    valid event; a unit test checks they parse into the same event as the validated
-    model. Every float is written exactly (shortest repr that reads back equal).
-    """
-
-    __slots__ = ("head", "snapshot", "policy")
-
-    def __init__(self, policy: str, snap: Snapshot) -> None:
-        self.snapshot = snap
-        self.policy = policy
-        head = {
-            "schema_version": 1,
-            "type": "decision",
-            "policy": policy,
-            "arms": list(snap.arms),
-            "policy_version": int(snap.version),
-        }
-        self.head = to_json(head)[:-1] + b","  # '{...,' : the per-decision fields follow
-
-    def encode(
-        self,
-        decision_id: str,
-        timestamp: float,
-        arm: str,
-        propensity: float,
-        features: tuple[float, ...],
-        cohort: str,
-        learned_arm: str | None,
-        learned_propensity: float | None,
-    ) -> bytes:
-        fields: dict[str, Any] = {
-            "decision_id": decision_id,
-            "timestamp": timestamp,
-            "arm": arm,
-            "propensity": propensity,
-            "features": features,
-            "cohort": cohort,
-        }
-        if learned_arm is not None:
-            fields["learned_arm"] = learned_arm
-            if learned_propensity is not None:
-                fields["learned_propensity"] = learned_propensity
-        return self.head + to_json(fields)[1:]
-
-
-#: Decision ids come from a generator seeded from the OS (reseeded in a forked child):
-#: ``os.urandom`` is a system call that releases the GIL on every request.
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
-
-
-def new_decision_id() -> str:
-    """32 random hex characters (128 bits from a generator seeded with OS randomness)."""
-    return _ids.randbytes(16).hex()
 
 
 class ProviderSelector:
@@ -176,7 +88,7 @@ class ProviderSelector:
         *,
         policy: str = "provider_selection",
         n_features: int | None = None,
-        reader: PolicyReader | LocalPolicy | None = None,
+        reader: PolicyReader | None = None,
         producer: EventProducer | None = None,
         topics: Topics | None = None,
         warm_start: int = 1,
@@ -187,37 +99,42 @@ class ProviderSelector:
         self._feature_fn: Callable[[Mapping[str, Any]], Sequence[float]] = (
             feature_fn or default_features
         )
-        self._custom_features = feature_fn is not None
         self.producer = producer
         self.topics = topics or Topics()
         self._decisions_topic = self.topics.decisions
         self._outcomes_topic = self.topics.outcomes
         self.warm_start = int(warm_start)
-        self.max_pending = int(max_pending)
-        self._owns_reader = owns_reader
         self.providers = tuple(providers) if providers else None
         if isinstance(algorithm, str):
             algorithm = AlgorithmConfig(name=algorithm)
-        self._local_args = (policy, reward_spec, algorithm)
+        self._source: InProcessSource | StreamingSource
         if reader is None:
-            self.streaming = False
             self.providers = self.providers or DEFAULT_PROVIDERS
-            d = n_features or (None if self._custom_features else N_DEFAULT_FEATURES)
-            self.source: PolicyReader | LocalPolicy | None = self._make_local(d) if d else None
+            d = n_features or (None if feature_fn is not None else N_DEFAULT_FEATURES)
+            make = partial(
+                in_process_config,
+                policy,
+                self.providers,
+                reward=reward_spec,
+                algorithm=algorithm,
+                rollout_fraction=self._in_process_rollout_fraction(),
+            )
+            self._source = InProcessSource(policy, make, self._feature_fn, d)
         else:
-            self.streaming = isinstance(reader, PolicyReader)
-            self.source = reader
-        self.policy = policy if self.source is None else self._policy_name()
+            self._source = StreamingSource(reader, owns_reader)
+        self.streaming = self._source.learner is None
+        self.policy = self._source.policy
+        # the hot path reads these directly (in-process, the reader may be made at first use)
+        self._reader: PolicyReader | None = self._source.reader
+        self._staleness = self._source.staleness
+        self._rollout: Rollout | None = self._make_rollout()
+        self._outcomes = OutcomeTracker(max_pending, self._source.learner)
+        self._track_all = self._outcomes.track_all
         self._encoder: _DecisionEncoder | None = None
         self._untried: tuple[Snapshot | None, tuple[int, ...]] = (None, ())
-        self._lock = threading.Lock()
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._by_request: dict[Any, deque[str]] = {}
-        self._track_all = not self.streaming  # in-process learning needs every decision
         # counters
         self.decisions = 0
         self.unlogged = 0
-        self.unmatched_updates = 0
         self.fallbacks = 0
 
     # -- construction --------------------------------------------------------------------------
@@ -256,33 +173,18 @@ class ProviderSelector:
             **kwargs,
         )
 
-    def _make_local(self, n_features: int) -> LocalPolicy:
-        policy, reward_spec, algorithm = self._local_args
-        config = make_config(
-            name=policy,
-            arms=list(self.providers or DEFAULT_PROVIDERS),
-            n_features=n_features,
-            algorithm=algorithm or IN_PROCESS_ALGORITHM,
-            reward=reward_spec or RewardSpec(),
-            **self._local_config_overrides(),
-        )
-        return LocalPolicy(config)
+    def _make_rollout(self) -> Rollout | None:
+        """The rollout step: none for a plain selector (the learned policy always serves)."""
+        return None
 
-    def _local_config_overrides(self) -> dict[str, Any]:
-        return {"rollout_fraction": 1.0}
-
-    def _policy_name(self) -> str:
-        src = self.source
-        if isinstance(src, PolicyReader):
-            return src.policy
-        return src.config.name if src is not None else self._local_args[0]
+    def _in_process_rollout_fraction(self) -> float:
+        return 1.0
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush the producer (up to ``timeout`` s) and stop the reader if this object made it."""
         if self.producer is not None:
             self.producer.close(timeout)
-        if self._owns_reader and self.source is not None:
-            self.source.close()
+        self._source.close()
 
     def __enter__(self) -> ProviderSelector:
         return self
@@ -290,50 +192,66 @@ class ProviderSelector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- features ------------------------------------------------------------------------------
+    # -- the policy ----------------------------------------------------------------------------
+    @property
+    def reader(self) -> PolicyReader | None:
+        """The ``PolicyReader`` selections run on (in-process: over the in-memory store;
+        None until a user feature function has sized the policy)."""
+        return self._source.reader
+
+    @property
+    def config(self) -> PolicyConfig | None:
+        """The policy's current config (None while it has never been loaded)."""
+        reader = self._source.reader
+        view = reader.view if reader is not None else None
+        return view.config if view is not None else None
+
+    def _view_for(self, request: Mapping[str, Any] | None) -> ReaderView | None:
+        view = self._source.view_for(request)  # may create the in-process policy
+        self._reader = self._source.reader
+        return view
+
     def features(self, request: Mapping[str, Any], n_features: int | None = None) -> tuple:
         """The feature vector of ``request``, checked against the policy's ``n_features``."""
         if n_features is None:
-            src = self._source(request)
-            n_features = src.view.snapshot.d if src is not None and src.view else None
+            view = self._view_for(request)
+            n_features = view.snapshot.d if view is not None else None
         values = self._feature_fn(request)
         if n_features is None:
             return check_vector(values, len(values))
         return check_vector(values, n_features)
 
-    def _source(self, request: Mapping[str, Any] | None = None) -> PolicyReader | LocalPolicy:
-        src = self.source
-        if src is None:  # in-process with a user feature function: size known at first use
-            with self._lock:
-                if self.source is None:
-                    values = self._feature_fn(request if request is not None else {})
-                    self.source = self._make_local(len(check_vector(values, len(values))))
-                    self.policy = self._policy_name()
-            src = self.source
-        return src
-
     # -- selection -----------------------------------------------------------------------------
     def select(self, request: Mapping[str, Any], request_key: str | None = None) -> Decision:
         """Choose a provider for ``request`` and publish the decision (never blocks)."""
-        view = self._source(request).view
+        reader = self._reader
+        view = reader.view if reader is not None else self._view_for(request)
         if view is None:
-            return self._unavailable()
+            return self._unavailable(request)
         snap = view.snapshot
         x = check_vector(self._feature_fn(request), snap.d)
         config = view.config
-        if not config.enabled or self.source.staleness() > config.max_staleness_seconds:
-            # kill switch, or parameters too old: the policy's fallback arm, logged as baseline
+        if not config.enabled or self._staleness() > config.max_staleness_seconds:
+            # kill switch, or parameters too old: the baseline, learned policy not consulted
             self.fallbacks += 1
-            return self._decide(view, x, config.fallback_arm, 1.0, "baseline", None, None)
-        arm, propensity, _ = self._learned(view, x)
-        return self._decide(view, x, arm, propensity, "rl", None, None)
+            arm = self._baseline_arm(request, config.fallback_arm)
+            return self._serve_baseline(view, x, arm, "baseline", None, None)
+        arm, propensity, probs = self._learned(view, x)
+        rollout = self._rollout
+        if rollout is None or rollout.learned_serves(config, request, request_key, self._rng):
+            return self._decide(view, x, arm, propensity, "rl", None, None)
+        baseline = rollout.baseline_arm(request, config.fallback_arm)
+        i = snap.index.get(baseline)
+        learned_p = float(probs[i]) if i is not None else None
+        cohort = "shadow" if config.shadow else "baseline"
+        return self._serve_baseline(view, x, baseline, cohort, arm, learned_p)
 
     def select_provider(self, request: Mapping[str, Any]) -> str:
         """Original API: the provider's name. Pair it with ``update_from_response``."""
-        decision = self.select(request)
-        if decision.logged:
-            self._remember(decision, index_key=(decision.features, decision.provider))
-        return decision.provider
+        d = self.select(request)
+        if d.logged:
+            self._outcomes.remember(d.decision_id, d.provider, d.features, (d.features, d.provider))
+        return d.provider
 
     def _learned(self, view: ReaderView, x: tuple[float, ...]) -> tuple[str, float, Any]:
         """The learned policy's choice: (arm, its probability, distribution over all arms)."""
@@ -350,6 +268,27 @@ class ProviderSelector:
             return snap.arms[i], 1.0 / k, probs
         i, propensity, probs = view.algorithm.choose(snap, np.asarray(x), self._rng)
         return snap.arms[i], propensity, probs
+
+    def _baseline_arm(self, request: Mapping[str, Any], fallback: str | None) -> str | None:
+        rollout = self._rollout
+        return fallback if rollout is None else rollout.baseline_arm(request, fallback)
+
+    def _serve_baseline(
+        self,
+        view: ReaderView,
+        x: tuple[float, ...],
+        arm: str | None,
+        cohort: str,
+        learned_arm: str | None,
+        learned_propensity: float | None,
+    ) -> Decision:
+        """A baseline decision (propensity 1); unlogged if ``arm`` is not one of the policy's."""
+        if arm not in view.snapshot.index:
+            # served, but an event would be refused downstream
+            self.unlogged += 1
+            version = int(view.snapshot.version)
+            return Decision(new_decision_id(), arm, 1.0, cohort, version, x, None, False)
+        return self._decide(view, x, arm, 1.0, cohort, learned_arm, learned_propensity)
 
     def _decide(
         self,
@@ -383,45 +322,22 @@ class ProviderSelector:
             decision_id, arm, propensity, cohort, int(snap.version), x, learned_arm, True
         )
         if self._track_all:
-            self._remember(decision)
+            self._outcomes.remember(decision_id, arm, x)
         return decision
 
-    def _unavailable(self) -> Decision:
-        """Nothing loaded yet (Redis unreachable since start): serve the first provider."""
+    def _unavailable(self, request: Mapping[str, Any]) -> Decision:
+        """Nothing loaded yet (Redis unreachable since start): the baseline or first provider."""
         self.fallbacks += 1
         self.unlogged += 1
-        if not self.providers:
+        arm = self._baseline_arm(request, self.providers[0] if self.providers else None)
+        if arm is None:
             raise NoSnapshotError(
                 f"policy {self.policy!r} is not loaded (Redis unreachable or policy missing) and "
                 "no fallback is known; pass providers=[...] to connect() so one can be served"
             )
-        return Decision(new_decision_id(), self.providers[0], 1.0, "baseline", 0, (), None, False)
+        return Decision(new_decision_id(), arm, 1.0, "baseline", 0, (), None, False)
 
     # -- outcomes ------------------------------------------------------------------------------
-    def _remember(self, decision: Decision, index_key: Any = None) -> None:
-        with self._lock:
-            pending = self._pending.get(decision.decision_id)
-            if pending is None:
-                pending = _Pending(decision.provider, decision.features)
-                self._pending[decision.decision_id] = pending
-            if index_key is not None:
-                pending.index_key = index_key
-                self._by_request.setdefault(index_key, deque()).append(decision.decision_id)
-            while len(self._pending) > self.max_pending:
-                old_id, old = self._pending.popitem(last=False)
-                self._unindex(old_id, old)
-
-    def _unindex(self, decision_id: str, pending: _Pending) -> None:
-        q = self._by_request.get(pending.index_key)
-        if q is None:
-            return
-        try:
-            q.remove(decision_id)
-        except ValueError:
-            pass
-        if not q:
-            del self._by_request[pending.index_key]
-
     def update_from_response(
         self, request: Mapping[str, Any], provider: str, metrics: Mapping[str, Any]
     ) -> bool:
@@ -434,17 +350,7 @@ class ProviderSelector:
         and False is returned.
         """
         x = self.features(request)
-        key = (x, provider)
-        decision_id = None
-        with self._lock:
-            q = self._by_request.get(key)
-            while q:
-                candidate = q.popleft()
-                if candidate in self._pending:
-                    decision_id = candidate
-                    break
-            if q is not None and not q:
-                del self._by_request[key]
+        decision_id = self._outcomes.match((x, provider))
         error = metrics.get("error")
         if decision_id is not None:
             return self.report_outcome(
@@ -456,15 +362,8 @@ class ProviderSelector:
                 provider=provider,
                 final=True,
             )
-        if isinstance(self.source, LocalPolicy):
-            spec = self.source.config.reward
-            reward = spec.reward(
-                metrics.get("quality"), metrics.get("cost"), metrics.get("latency"), bool(error)
-            )
-            self.source.learn(provider, x, reward)
-            return True
-        self.unmatched_updates += 1
-        return False
+        outcome = {k: metrics.get(k) for k in ("quality", "cost", "latency")}
+        return self._outcomes.learn_unmatched(provider, x, {**outcome, "error": error})
 
     def report_outcome(
         self,
@@ -485,17 +384,16 @@ class ProviderSelector:
         failure of the chosen provider; ``fallback_provider`` the one that served
         instead — the reward then charges the error to the chosen provider and never
         credits it with the fallback's result. Streaming: publishes an
-        ``OutcomeEvent``. In-process: learns once the parts are complete (all of the
-        reward spec's required components, ``final``, or an error). Returns whether
-        the report was accepted; raises ``ValueError`` for values out of range.
+        ``OutcomeEvent``. In-process: parts merge by the stream join's rule and the
+        outcome is learnt once complete (all of the reward spec's required
+        components, ``final``, or an error). Returns whether the report was accepted:
+        False in-process for a decision that is not pending (unknown or already
+        learnt, counted as ``unmatched_updates``) and for a part that contradicts an
+        earlier one or names another provider than the one served (counted as
+        ``outcome_conflicts``; the earlier parts stay). Raises ``ValueError`` for
+        values out of range.
         """
-        with self._lock:
-            pending = self._pending.get(decision_id)
-            if final or error:
-                pending = self._pending.pop(decision_id, None)
-                if pending is not None:
-                    self._unindex(decision_id, pending)
-        arm = provider or (pending.arm if pending is not None else None)
+        arm = provider or self._outcomes.arm_of(decision_id)
         try:
             event = OutcomeEvent(
                 decision_id=decision_id,
@@ -516,42 +414,24 @@ class ProviderSelector:
             raise ValueError(f"invalid outcome for decision {decision_id}: {detail}") from None
         if self.producer is not None:
             self.producer.send(self._outcomes_topic, decision_id, event.to_bytes())
-        if isinstance(self.source, LocalPolicy):
-            return self._learn_local(decision_id, pending, event)
-        return True
-
-    def _learn_local(self, decision_id: str, pending: _Pending | None, event: OutcomeEvent) -> bool:
-        if pending is None:
-            self.unmatched_updates += 1
-            return False
-        parts = pending.parts
-        for name in ("quality", "cost", "latency"):
-            value = getattr(event, name)
-            if value is not None:
-                parts[name] = value
-        spec = self.source.config.reward
-        done = event.final or event.error is not None or all(r in parts for r in spec.required)
-        if not done:
-            return True
-        with self._lock:
-            self._pending.pop(decision_id, None)
-            self._unindex(decision_id, pending)
-        if event.error is not None:
-            reward = spec.reward(error=True)
-        else:
-            reward = spec.reward(parts.get("quality"), parts.get("cost"), parts.get("latency"))
-        self.source.learn(pending.arm, pending.features, reward)
-        return True
+        return self._outcomes.report(decision_id, outcome_part(event))
 
     # -- introspection -------------------------------------------------------------------------
+    @property
+    def unmatched_updates(self) -> int:
+        """Outcomes that could not be attributed to a pending decision."""
+        return self._outcomes.unmatched
+
     def metrics(self) -> dict[str, Any]:
         """Selector counters, plus the producer's when there is one."""
         out: dict[str, Any] = {
             "decisions": self.decisions,
             "unlogged": self.unlogged,
             "fallbacks": self.fallbacks,
-            "unmatched_updates": self.unmatched_updates,
-            "pending": len(self._pending),
+            "unmatched_updates": self._outcomes.unmatched,
+            "outcome_conflicts": self._outcomes.conflicts,
+            "outcome_duplicates": self._outcomes.duplicates,
+            "pending": len(self._outcomes),
         }
         if self.producer is not None:
             out.update({f"producer_{k}": v for k, v in self.producer.metrics().items()})

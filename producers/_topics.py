@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from policy_store import Settings
 
+from ._kafka import kafka_error
+
 TOPIC_KINDS = ("decisions", "outcomes", "rewards", "dlq")
 
 
@@ -50,12 +52,18 @@ def create_topics(
     timeout: float = 30.0,
     client_config: dict | None = None,
 ) -> list[str]:
-    """Create the four topics if missing; returns the names created. Idempotent."""
+    """Create the four topics if missing; returns the names created. Idempotent.
+
+    Raises ``KafkaClientError`` (``KafkaConfigError`` for a refused configuration).
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise kafka_error(exc, f"listing the topics of {bootstrap}") from exc
     wanted = [t for t in topics.all() if t not in existing]
     if not wanted:
         return []
@@ -70,7 +78,7 @@ def create_topics(
             created.append(name)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+                raise kafka_error(exc, f"creating topic {name}") from exc
     # metadata propagation
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

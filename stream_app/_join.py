@@ -18,8 +18,10 @@ Rules:
   per policy) starts when the entry is opened (processing wall-clock time). An
   outcome without ``policy`` that comes first waits ``default_window`` until its
   decision names the policy.
-- Outcome parts merge field by field. A part that repeats what is known is a
-  duplicate; a part that contradicts a known value is a ``conflict`` (DLQ).
+- Outcome parts merge field by field by the outcome rule of ``policy_store``
+  (``merge_parts``, shared with the in-process selector). A part that repeats what is
+  known is a duplicate; a part that contradicts a known value, or names an arm the
+  decision did not serve, is a ``conflict`` (DLQ).
 - A reward is emitted as soon as the decision is known and the outcome is final,
   failed, or has every component in ``spec.required``; when the window closes with a
   partial outcome the missing components take the spec's defaults (reason ``window``).
@@ -45,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy_store import RewardSpec
+from policy_store import RewardSpec, merge_parts, outcome_part
 from producers import DecisionEvent, OutcomeEvent, RewardEvent
 
 from ._rewards import COMPONENTS, is_complete, make_reward
@@ -66,7 +68,6 @@ _DECISION_FIELDS = (
     "learned_arm",
     "learned_propensity",
 )
-_OUTCOME_FIELDS = ("arm", "quality", "cost", "latency", "error", "fallback_arm")
 
 State = dict[str, Any]
 
@@ -88,15 +89,6 @@ def decision_fields(decision: DecisionEvent) -> dict[str, Any]:
     d = decision.model_dump(include=set(_DECISION_FIELDS))
     d["features"] = list(d["features"])
     return d
-
-
-def outcome_fields(outcome: OutcomeEvent) -> dict[str, Any]:
-    """The fields of one outcome part that were given (None = not in this part)."""
-    o = {k: getattr(outcome, k) for k in _OUTCOME_FIELDS if getattr(outcome, k) is not None}
-    o["timestamp"] = outcome.timestamp
-    if outcome.final:
-        o["final"] = True
-    return o
 
 
 def _tombstone(
@@ -219,7 +211,7 @@ def on_outcome(
     retention: float = TOMBSTONE_SECONDS,
 ) -> Step:
     """A (validated) outcome part arrived; ``spec`` is its policy's, if the outcome named one."""
-    part = outcome_fields(outcome)
+    part = outcome_part(outcome)
     policy = outcome.policy if state is None else (state.get("policy") or outcome.policy)
     # an outcome that names no policy is counted once its decision tells whose it is
     seen = Counter(events_in=1) if policy else Counter()
@@ -254,30 +246,14 @@ def on_outcome(
             policy=policy,
         )
     old = state.get("o") or {}
-    merged = dict(old)
-    new_info = False
-    for k, v in part.items():
-        if k == "timestamp":
-            continue
-        if k in old and old[k] != v:
-            return Step(
-                state,
-                dlq=(("conflict", f"outcome part has {k}={v!r}, an earlier part had {old[k]!r}"),),
-                counters=seen,
-                policy=policy,
-            )
-        if k not in old:
-            merged[k] = v
-            new_info = True
-    if not new_info:
+    d = state.get("d")
+    merged, verdict, detail = merge_parts(old, part, d["arm"] if d else None)
+    if verdict == "conflict":
+        return Step(state, dlq=(("conflict", detail),), counters=seen, policy=policy)
+    if verdict == "duplicate":
         return Step(state, counters=seen + Counter(duplicates=1), policy=policy)
-    merged["timestamp"] = max(float(old.get("timestamp", part["timestamp"])), part["timestamp"])
-    conflict = _arm_conflict(state.get("d"), merged)
-    if conflict:
-        return Step(state, dlq=(("conflict", conflict),), counters=seen, policy=policy)
     new = {**state, "o": merged}
     counters: Counter = seen
-    d = state.get("d")
     if d is None:
         if not policy:
             new["uncounted"] = state.get("uncounted", 0) + 1

@@ -1,6 +1,8 @@
 """Reward computation: a joined decision and its (merged) outcome -> a ``RewardEvent``.
 
-Pure functions, no I/O. The scalar reward is the policy's ``RewardSpec.reward`` of
+Pure functions, no I/O. When a merged outcome is complete (``is_complete``) and what
+it scores (``score``) come from the outcome rule of ``policy_store``, which the
+in-process selector uses too. The scalar reward is the policy's ``RewardSpec.reward`` of
 the raw outcome values (the spec normalises cost and latency with its caps and
 clips every component to [0, 1]); an error gets the spec's ``failure_reward``.
 Components the outcome did not carry take the spec's defaults and are listed in
@@ -16,32 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from policy_store import RewardSpec
+from policy_store import OUTCOME_COMPONENTS, RewardSpec, outcome_reward
+from policy_store import is_complete as is_complete  # re-exported: stream_app.is_complete
 from producers import RewardComponents, RewardEvent
 
-COMPONENTS = ("quality", "cost", "latency")
+COMPONENTS = OUTCOME_COMPONENTS
 RewardReason = Literal["complete", "final", "window", "expired"]
 
-
-def is_complete(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> RewardReason | None:
-    """Why the merged ``outcome`` is ready to be rewarded now, or None to keep waiting.
-
-    ``"final"`` when the proxy said no more parts follow or the call failed (an error
-    has a fixed reward), ``"complete"`` when every component in ``spec.required`` is
-    present.
-
-    >>> is_complete(RewardSpec(required=("quality",)), {"quality": 0.9})
-    'complete'
-    >>> is_complete(RewardSpec(), {"cost": 0.1}) is None
-    True
-    """
-    if not outcome:
-        return None
-    if outcome.get("final") or outcome.get("error"):
-        return "final"
-    if all(outcome.get(c) is not None for c in spec.required):
-        return "complete"
-    return None
+#: The scalar reward of a merged outcome: the rule shared with the in-process selector.
+score = outcome_reward
 
 
 def components_of(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> RewardComponents:
@@ -57,23 +42,6 @@ def components_of(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> Reward
         error=error,
         # an error's reward is fixed: nothing was filled in with a default
         defaulted=() if error else missing,
-    )
-
-
-def score(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> float:
-    """The scalar reward of a merged outcome under ``spec``.
-
-    >>> score(RewardSpec(), {"quality": 1.0, "cost": 0.0, "latency": 0.0})
-    1.0
-    >>> score(RewardSpec(failure_reward=-1.0), {"error": "timeout", "quality": 1.0})
-    -1.0
-    """
-    o = outcome or {}
-    return spec.reward(
-        quality=o.get("quality"),
-        cost=o.get("cost"),
-        latency=o.get("latency"),
-        error=bool(o.get("error")),
     )
 
 

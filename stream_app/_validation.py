@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from policy_store import PolicyConfig
 from producers import DecisionEvent, EventError, OutcomeEvent, RewardEvent, parse_event
-from producers._events import MAX_FEATURE_ABS
+from producers import MAX_FEATURE_ABS
 
 ConfigLookup = Callable[[str], PolicyConfig | None]
 

@@ -9,7 +9,7 @@ probability 1 − ε, and ε is spread uniformly over the K offered arms, so eve
 arm has a known, non-zero propensity — what off-policy evaluation needs.
 
 >>> import numpy as np
->>> from policy_store._state import PolicyState
+>>> from policy_store import PolicyState
 >>> algo = LinUCB(alpha=0.5, epsilon=0.1)
 >>> snap = algo.snapshot(PolicyState(arms={}), ["a", "b"], d=2)
 >>> p = algo.probabilities(snap, np.array([1.0, 0.0]), np.random.default_rng(0))

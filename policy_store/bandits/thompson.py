@@ -12,7 +12,7 @@ which the arm was chosen (the estimate is the policy), not an approximation of
 a different procedure.
 
 >>> import numpy as np
->>> from policy_store._state import PolicyState
+>>> from policy_store import PolicyState
 >>> algo = LinearThompson(scale=0.3, epsilon=0.0, n_samples=1000)
 >>> snap = algo.snapshot(PolicyState(arms={}), ["a", "b"], d=1)
 >>> p = algo.probabilities(snap, np.array([1.0]), np.random.default_rng(0))

@@ -54,7 +54,7 @@ def test_decisions_and_outcomes_land_keyed_on_the_java_partition(
     redis_store.create(make_config(name="p1", arms=ARMS, n_features=7))
     selector = ProviderSelector.connect("p1", settings, seed=1)
     try:
-        assert selector.source.wait_for_version(0, timeout=5)
+        assert selector.reader.wait_for_version(0, timeout=5)
         decisions = [
             selector.select({"prompt": f"question {i}", "priority": "speed"}, request_key=f"u{i}")
             for i in range(40)
@@ -167,7 +167,7 @@ def test_original_api_in_streaming_mode_reports_the_oldest_matching_decision(
     selector = ProviderSelector.connect("p4", settings, seed=4)
     request = {"prompt": "same question", "priority": "quality"}
     try:
-        assert selector.source.wait_for_version(0, timeout=5)
+        assert selector.reader.wait_for_version(0, timeout=5)
         served = [selector.select_provider(request) for _ in range(12)]
         provider = served[0]
         metrics = {"quality": 0.6, "cost": 0.1, "latency": 0.2}

@@ -44,7 +44,7 @@ def test_kill_switch_and_rollout_changes_reach_a_running_selector_within_1s(sett
         "safe1", settings, baseline=FixedBaseline("claude-3"), seed=0
     )
     try:
-        assert selector.source.wait_for_version(0, timeout=5)
+        assert selector.reader.wait_for_version(0, timeout=5)
         assert _rl_share(selector) == 1.0
         redis_store.update_config("safe1", enabled=False)  # kill switch
         assert _until(lambda: _rl_share(selector) == 0.0, within=1.0) is not None
@@ -68,7 +68,7 @@ def test_shadow_mode_logs_both_choices(services, settings, topics, redis_store, 
         "safe2", settings, baseline=FixedBaseline("gpt-4"), seed=0
     )
     try:
-        assert selector.source.wait_for_version(0, timeout=5)
+        assert selector.reader.wait_for_version(0, timeout=5)
         served = [selector.select({"prompt": f"q{i}"}, request_key=f"u{i}") for i in range(30)]
     finally:
         selector.close(timeout=10)
@@ -104,7 +104,7 @@ def test_fallback_outcome_charges_the_chosen_provider(
         return [await client.call_detailed(f"q{i}", request_key=f"u{i}") for i in range(30)]
 
     try:
-        assert selector.source.wait_for_version(0, timeout=5)
+        assert selector.reader.wait_for_version(0, timeout=5)
         results = asyncio.run(run())
     finally:
         selector.close(timeout=10)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from policy_store import LinUCB, PolicyState
 from producers import DecisionEvent, OutcomeEvent, json_schemas, parse_event
-from producers._selector import _DecisionEncoder, new_decision_id
+from producers._decision import _DecisionEncoder, new_decision_id
 
 
 def _snapshot(arms=("gpt-4", "claude-3", "llama"), d=3, version=7):
@@ -86,7 +86,7 @@ def test_non_finite_feature_never_leaves_the_selector():
     sel = ProviderSelector(feature_fn=lambda r: [1.0, float("nan")], n_features=2, seed=0)
     with pytest.raises(FeatureError, match="NaN"):
         sel.select({})
-    assert np.isfinite(sel.source.view.snapshot.theta).all()
+    assert np.isfinite(sel.reader.view.snapshot.theta).all()
 
 
 def test_schema_cli_prints_every_event(capsys):
@@ -212,7 +212,7 @@ def test_decision_ids_differ_in_a_forked_child():
     """Without a reseed at fork, parent and child would draw the same ids."""
     import os
 
-    from producers._selector import new_decision_id
+    from producers._decision import new_decision_id
 
     read_end, write_end = os.pipe()
     pid = os.fork()

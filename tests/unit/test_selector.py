@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from policy_store import RewardSpec
 from producers import FeatureError, ProviderSelector, default_features
 
 
@@ -45,7 +46,7 @@ def test_user_feature_function_replaces_defaults():
     sel = ProviderSelector(feature_fn=lambda r: [1.0, float(r["n"])], seed=0)
     d = sel.select({"n": 3})
     assert d.features == (1.0, 3.0)
-    assert sel.source.config.n_features == 2
+    assert sel.reader.config.n_features == 2
 
 
 def test_wrong_feature_size_is_refused_with_n_features_named():
@@ -58,27 +59,36 @@ def test_wrong_feature_size_is_refused_with_n_features_named():
 def test_outcome_parts_learn_once_complete():
     sel = ProviderSelector(seed=0)
     d = sel.select({"prompt": "hello"})
-    v0 = sel.source.version
+    v0 = sel.reader.version
     assert sel.report_outcome(d.decision_id, cost=0.1, latency=0.2)
-    assert sel.source.version == v0  # quality still missing: nothing learnt yet
+    assert sel.reader.version == v0  # quality still missing: nothing learnt yet
     assert sel.report_outcome(d.decision_id, quality=0.9)
-    assert sel.source.version == v0 + 1
-    snap = sel.source.view.snapshot
+    assert sel.reader.version == v0 + 1
+    snap = sel.reader.view.snapshot
     k = snap.index[d.provider]
-    expected = sel.source.config.reward.reward(0.9, 0.1, 0.2)
+    expected = sel.reader.config.reward.reward(0.9, 0.1, 0.2)
     np.testing.assert_allclose(snap.b[k], expected * np.array(d.features))
     assert not sel.report_outcome(d.decision_id, quality=0.5)  # already complete
     assert sel.metrics()["unmatched_updates"] == 1
 
 
-def test_error_outcome_charges_the_chosen_arm():
-    sel = ProviderSelector(seed=0)
-    d = sel.select({"prompt": "hello"})
-    sel.report_outcome(d.decision_id, error="Timeout", fallback_provider="llama", final=True)
-    snap = sel.source.view.snapshot
-    k = snap.index[d.provider]
-    assert snap.n[k] == 1.0
-    np.testing.assert_allclose(snap.b[k], sel.source.config.reward.failure_reward * snap.b[k])
+def test_error_outcome_charges_the_chosen_arm_exactly_the_failure_reward():
+    spec = RewardSpec(failure_reward=-0.5)
+    sel = ProviderSelector(reward_spec=spec, seed=0)
+    d = sel.select({"prompt": "hello", "priority": "cost"})
+    # the error part carries quality too: an error's reward is fixed whatever else it says
+    assert sel.report_outcome(
+        d.decision_id, quality=1.0, error="Timeout", fallback_provider="llama", final=True
+    )
+    snap = sel.reader.view.snapshot
+    state = sel.reader.store.read_state(sel.policy)
+    x = np.array(d.features)
+    assert set(state.arms) == {d.provider}  # only the chosen arm learnt
+    stats = state.arms[d.provider]
+    assert stats.n == 1.0
+    np.testing.assert_array_equal(stats.b, -0.5 * x)
+    np.testing.assert_array_equal(stats.xx, np.outer(x, x))
+    assert snap.n[snap.index[d.provider]] == 1.0 and snap.version == state.version
 
 
 def test_out_of_range_outcome_is_refused_clearly():
@@ -93,10 +103,10 @@ def test_update_from_response_is_fifo_per_request_and_provider():
     req = {"prompt": "same"}
     for _ in range(3):
         sel.select_provider(req)
-    pending = list(sel._pending)
+    pending = list(sel._outcomes._pending)
     assert len(pending) == 3
     sel.update_from_response(req, "a", {"quality": 1.0, "cost": 0.0, "latency": 0.0})
-    assert list(sel._pending) == pending[1:]  # the oldest one was reported
+    assert list(sel._outcomes._pending) == pending[1:]  # the oldest one was reported
 
 
 def test_pending_decisions_are_bounded():
@@ -104,7 +114,7 @@ def test_pending_decisions_are_bounded():
     for i in range(200):
         sel.select_provider({"prompt": str(i)})
     assert sel.metrics()["pending"] == 50
-    assert sum(len(q) for q in sel._by_request.values()) == 50
+    assert sum(len(q) for q in sel._outcomes._by_request.values()) == 50
 
 
 def test_unknown_provider_in_update_is_refused():
@@ -140,4 +150,41 @@ def test_kill_switch_and_staleness_serve_the_fallback_arm():
 def test_lazy_feature_size_from_update_before_select():
     sel = ProviderSelector(feature_fn=lambda r: [1.0, r["n"]], seed=0)
     assert sel.update_from_response({"n": 2.0}, "llama", {"quality": 1.0})
-    assert sel.source.config.n_features == 2
+    assert sel.reader.config.n_features == 2
+
+
+def test_selector_docstring_examples_run():
+    import doctest
+
+    import producers._outcomes
+    import producers._rollout
+    import producers._selector
+
+    for module in (producers._selector, producers._rollout, producers._outcomes):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+    assert doctest.testmod(producers._selector).attempted > 0
+
+
+def test_in_process_learning_is_seen_by_the_next_select():
+    sel = ProviderSelector(providers=["a", "b"], seed=0, warm_start=0)
+    d = sel.select({"prompt": "x"})
+    v0 = sel.reader.version
+    sel.report_outcome(d.decision_id, quality=1.0, cost=0.0, latency=0.0, final=True)
+    assert sel.reader.version == v0 + 1  # no refresh thread: applied and refreshed at once
+    assert sel.select({"prompt": "x"}).policy_version == v0 + 1
+
+
+def test_in_process_update_config_and_streaming_refusal():
+    from policy_store import InMemoryPolicyStore, PolicyReader, make_config
+    from producers import SafeProviderSelector
+
+    sel = SafeProviderSelector(exploration_rate=0.25, seed=0)
+    assert sel.config.rollout_fraction == 0.25
+    sel.update_config(rollout_fraction=0.75)
+    assert sel.config.rollout_fraction == 0.75
+    store = InMemoryPolicyStore()
+    store.create(make_config(name="p", arms=["a"], n_features=7))
+    streaming = SafeProviderSelector(reader=PolicyReader(store, "p", start=False), seed=0)
+    with pytest.raises(TypeError, match="lives in Redis"):
+        streaming.update_config(enabled=False)

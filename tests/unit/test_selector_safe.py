@@ -127,10 +127,10 @@ def test_llm_client_fallback_charges_the_error_to_the_chosen_arm():
             assert r.response == {"text": f"{r.fallback_provider} says hi"}
         else:
             assert r.error is None and r.provider == r.decision.provider
-    snap = sel.source.view.snapshot
+    snap = sel.reader.view.snapshot
     for arm in ARMS:  # one observation per decision, for the chosen arm only
         assert snap.n[snap.index[arm]] == chosen.count(arm)
-    failure = sel.source.config.reward.failure_reward
+    failure = sel.reader.config.reward.failure_reward
     x_sum = np.sum([r.decision.features for r in results if r.decision.provider == "gpt-4"], 0)
     np.testing.assert_allclose(snap.b[snap.index["gpt-4"]], failure * x_sum)
     assert client.report_errors == 0
