@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _output import emit  # noqa: E402
 from _peers import PEERS, Factory, Ours, Uniform  # noqa: E402
 
 from policy_store import AlgorithmConfig, LinearThompson, LinUCB, make_algorithm  # noqa: E402
@@ -296,11 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             + per_setting_table(results, settings, seeds)
         )
     text = header + "\n" + body + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repository, for `producers`
 
+from _output import emit  # noqa: E402
 from _peers import MABWiserLinUCB, VowpalWabbit, vw_shared_line  # noqa: E402
 from _timing import latency_table, measure  # noqa: E402
 
@@ -202,11 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs. Events enqueued {enqueued}, delivered {delivered}, "
         f"dropped {dropped}.\n\n" + table(times) + "\n"
     )
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

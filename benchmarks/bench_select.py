@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _output import emit  # noqa: E402
 from _peers import MABWiserLinUCB, VowpalWabbit, vw_shared_line  # noqa: E402
 from _timing import latency_table, measure  # noqa: E402
 
@@ -128,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{N_ARMS} arms, {N_FEATURES} features, {args.iterations} timed calls each, "
         f"numpy {np.__version__}, {blas_info()}.\n\n" + table(times) + "\n"
     )
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":
