@@ -42,6 +42,14 @@ if TYPE_CHECKING:
     from policy_store import Settings
     from stream_app.dev import WorkerProcess
 
+# Tansu answers a JoinGroup after about half the session timeout: these make a Faust
+# agent (re)join in ~3 s instead of ~30 s.
+FAST_REJOIN = {
+    "broker_session_timeout": 6.0,
+    "broker_rebalance_timeout": 6.0,
+    "broker_heartbeat_interval": 1.0,
+}
+
 ARMS = ("gpt-4", "claude-3", "llama")
 D = 8
 
@@ -50,8 +58,6 @@ D = 8
 def bare_agent(bootstrap: str, topic: str, count: int, workdir: str) -> None:
     """A Faust app whose only agent counts events; prints the events/s it saw."""
     import faust
-
-    from stream_app.app import FAST_REJOIN
 
     app = faust.App(
         f"bare-{uuid.uuid4().hex[:8]}",

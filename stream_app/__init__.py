@@ -1,4 +1,4 @@
-"""stream_app: the Faust app that joins decisions and outcomes into rewards and updates Redis.
+"""stream_app: the stream worker that joins decisions and outcomes into rewards and updates Redis.
 
 Public names are imported lazily (PEP 562), so ``import stream_app`` - and every
 ``rl-commons`` command - stays cheap and does not import Faust until it is used.
@@ -13,7 +13,9 @@ _EXPORTS = {
     "create_app": "app",
     "StreamApp": "app",
     "ConfigCache": "app",
-    "FAST_REJOIN": "app",
+    "StreamError": "_errors",
+    "ChangelogError": "_errors",
+    "DeliveryError": "_errors",
     "Updater": "_updater",
     "BatchResult": "_updater",
     "DEFAULT_COHORT_WEIGHTS": "_updater",

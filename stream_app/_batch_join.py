@@ -2,8 +2,8 @@
 
 ``JoinTables`` holds one table per owned partition (decision_id -> entry, as in
 ``_join``) and turns messages into ``Outputs``: rewards, DLQ records and the table
-changes to write to the changelog. It does no I/O; the batch engine (``_engine``)
-reads the messages, publishes the outputs and commits the offsets. Decisions and
+changes to write to the changelog. It does no I/O; the engine (``_engine``) reads the
+messages, publishes the outputs and commits the offsets. Decisions and
 outcomes are co-partitioned, so the entry of a decision_id read from partition
 ``p`` lives in table ``p`` and its changelog record goes to changelog partition ``p``.
 
@@ -14,6 +14,7 @@ health buffer once per batch (``flush_counts``), not once per event.
 from __future__ import annotations
 
 import heapq
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -210,6 +211,17 @@ class JoinTables:
         self._by_kind.clear()
         self._by_policy.clear()
         self._dlq.clear()
+
+
+# -- the changelog format: key = decision_id (UTF-8), value = the entry's JSON, None = deleted
+def encode_entry(state: State | None) -> bytes | None:
+    """A table entry as a changelog value (None, a tombstone record, deletes it)."""
+    return None if state is None else json.dumps(state).encode()
+
+
+def decode_entry(value: bytes | None) -> State | None:
+    """A changelog value back as a table entry (None for a deleted entry)."""
+    return None if value is None else json.loads(value)
 
 
 def restore_entries(records: Iterable[tuple[bytes, Any]]) -> dict[str, State]:

@@ -1,8 +1,8 @@
 """The join of decisions and outcomes as pure functions: ``(state, event) -> Step``.
 
-The Faust agent keeps one entry per decision_id in a table (changelogged) and only
-moves data; everything that decides *what* happens lives here and is unit-tested
-without Faust. An entry is a JSON-able dict:
+The engine keeps one entry per decision_id in a table per partition (changelogged,
+``_batch_join``) and only moves data; everything that decides *what* happens lives
+here and is unit-tested without Kafka. An entry is a JSON-able dict:
 
     {"status": "open", "d": {decision fields} | None, "o": {merged outcome} | None,
      "first": wall s first seen, "deadline": wall s when the window closes, "policy": name}
@@ -32,8 +32,8 @@ Rules:
   expiry) and a decision after its outcome was orphaned are ``late`` (DLQ).
 
 Determinism and crashes: a tombstone keeps the reward it emitted (its JSON), and a
-duplicate of a rewarded decision re-sends exactly that reward. Faust restores the
-table from its changelog, which may be ahead of the committed input offsets; after
+duplicate of a rewarded decision re-sends exactly that reward. The engine restores
+the table from its changelog, which may be ahead of the committed input offsets; after
 a crash the replayed input therefore meets the tombstone, and re-sending the stored
 reward closes the window where the changelog write reached the broker but the
 reward did not. The reward is keyed by its decision_id and the store's apply is

@@ -1,5 +1,5 @@
 """Worker metrics: Prometheus counters (served at ``/metrics`` on the worker's web port)
-and loop-health counters buffered per policy and flushed to Redis (``aggregates``).
+and loop-health counters buffered per policy and flushed to an ``aggregates.AggregateSink``.
 
 Prometheus names (each worker has its own registry, so several apps can live in one
 process, e.g. in tests):
@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,9 +37,8 @@ from prometheus_client import (
 )
 from prometheus_client import Counter as PromCounter
 
-from policy_store import PolicyKeys
-
-from .aggregates import incr_health
+if TYPE_CHECKING:
+    from .aggregates import AggregateSink
 
 __all__ = ["CONTENT_TYPE_LATEST", "HealthBuffer", "WorkerMetrics"]
 
@@ -115,7 +115,7 @@ class WorkerMetrics:
 class HealthBuffer:
     """Loop-health counters per policy, kept in memory and flushed to Redis in one pipeline.
 
-    The join never awaits Redis per event: it adds here, and a timer calls ``flush``.
+    The join never waits on Redis per event: it adds here, and a timer calls ``flush``.
     Counters are observability data: a crash loses at most one flush interval.
     """
 
@@ -134,16 +134,13 @@ class HealthBuffer:
             out, self._counts = self._counts, defaultdict(Counter)
         return out
 
-    def flush(self, client, prefix: str) -> int:
-        """Write buffered counters with HINCRBY; on failure put them back. Returns policies."""
+    def flush(self, sink: AggregateSink) -> int:
+        """Hand the buffered counters to ``sink``; on failure keep them. Returns policies."""
         pending = self.take()
         if not pending:
             return 0
         try:
-            pipe = client.pipeline(transaction=False)
-            for policy, counts in pending.items():
-                incr_health(pipe, PolicyKeys(prefix, policy), counts)
-            pipe.execute()
+            sink.add_health(pending)
         except Exception:
             for policy, counts in pending.items():
                 self.add(policy, counts)

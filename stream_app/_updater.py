@@ -1,10 +1,11 @@
 """The updater: batches of rewards -> per-arm deltas -> the store's idempotent ``apply``.
 
-Exactly-once effect: the Faust agent holds the Kafka offsets of a batch until
-``Updater.apply`` returned (see ``app.py``); ``apply`` is idempotent by decision_id,
-so a batch replayed after a crash changes nothing it already changed. While Redis
-is unreachable ``apply_until_done`` retries with exponential backoff (0.1 s doubling
-to 5 s): the agent waits, nothing is committed and nothing is dropped.
+Exactly-once effect: the engine holds the Kafka offsets of a batch until
+``Updater.apply`` returned (``_engine``); ``apply`` is idempotent by decision_id, so a
+batch replayed after a crash changes nothing it already changed. While the store is
+unreachable ``apply`` raises ``StoreUnavailableError`` (the store translates its
+client's errors) and the engine retries with backoff: nothing is committed and
+nothing is dropped meanwhile.
 
 Cohorts. Every cohort (``rl``, ``baseline``, ``shadow``) updates the learned policy
 with weight 1 by default. The bandit keeps one ridge regression of reward on
@@ -17,17 +18,17 @@ every reward for off-policy evaluation (``stream_app.ops.report``). Pass
 ``cohort_weights`` to down-weight a cohort (0 keeps it out of the parameters; it
 is still aggregated for the dashboard).
 
-After each successful apply the updater writes, in one pipeline, the dashboard's
-per-minute aggregates and health counters (``aggregates``) and the ``freshness``
-hash: ``last_apply_ms`` (wall clock), ``last_apply_latency_ms`` (duration of the
-apply) and ``last_lag_ms`` (the largest outcome-produced -> applied delay in the
-batch). Aggregates count only rewards the store had not seen, so replays do not
-double them (a crash between apply and this write can lose one batch of them).
+After each successful apply of a policy's rewards the updater hands an
+``aggregates.AppliedBatch`` to its ``sink`` (if any): the dashboard's per-minute
+aggregates and health counters and the ``freshness`` hash (``last_apply_ms``,
+``last_apply_latency_ms`` and ``last_lag_ms``, the largest outcome-produced ->
+applied delay in the batch). Aggregates count only rewards the store had not seen,
+so replays do not double them (a crash between apply and this write can lose one
+batch of them).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -35,22 +36,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import redis
 
 from policy_store import (
     InvalidDeltaError,
     Observation,
-    PolicyKeys,
     PolicyStore,
-    RedisPolicyStore,
-    StoreUnavailableError,
     UnknownArmError,
     UnknownPolicyError,
 )
 from producers import RewardEvent
 
 from ._metrics import WorkerMetrics
-from .aggregates import add_rewards, incr_health
+from .aggregates import AggregateSink, AppliedBatch
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +77,10 @@ class BatchResult:
 
 
 class Updater:
-    """Applies reward batches to a policy store (blocking; run it in a thread).
+    """Applies reward batches to a policy store (blocking; the engine's thread calls it).
 
-    With a ``RedisPolicyStore`` it also writes the aggregates and freshness hash;
-    with another store (e.g. ``InMemoryPolicyStore`` in tests) only the parameters.
+    ``sink`` receives the dashboard's aggregates after each successful apply
+    (``RedisAggregates`` beside a ``RedisPolicyStore``; None writes only the parameters).
     """
 
     def __init__(
@@ -91,31 +88,33 @@ class Updater:
         store: PolicyStore,
         metrics: WorkerMetrics | None = None,
         *,
+        sink: AggregateSink | None = None,
         cohort_weights: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.sink = sink
         self.metrics = metrics or WorkerMetrics()
         self.cohort_weights = dict(cohort_weights or DEFAULT_COHORT_WEIGHTS)
         self._clock = clock
 
     def apply(self, rewards: Sequence[RewardEvent]) -> BatchResult:
-        """Apply one batch; raises ``StoreUnavailableError`` if Redis cannot be reached."""
+        """Apply one batch; raises ``StoreUnavailableError`` if the store cannot be reached.
+
+        Rewards the current config refuses (unknown policy or arm, wrong feature length,
+        a contribution that would overflow) come back in ``BatchResult.rejected``.
+        """
         result = BatchResult()
         by_policy: dict[str, list[RewardEvent]] = defaultdict(list)
         for r in rewards:
             by_policy[r.policy].append(r)
         for policy, items in by_policy.items():
-            try:
-                self._apply_policy(policy, items, result)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                raise StoreUnavailableError(f"Redis error while applying: {exc}") from exc
+            self._apply_policy(policy, items, result)
         if rewards:
             self.metrics.batch_size.observe(len(rewards))
         return result
 
     def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
-        keys = PolicyKeys(getattr(self.store, "prefix", ""), policy)
         t0 = self._clock()
         try:
             res = self.store.apply(policy, to_observations(items, self.cohort_weights))
@@ -144,13 +143,16 @@ class Updater:
                 self._apply_policy(policy, good, result)
             return
         now = self._clock()
-        fresh: dict[str, RewardEvent] = {}
-        for r in items:
-            if r.decision_id not in res.already_applied:
-                fresh.setdefault(r.decision_id, r)
         lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in items]
-        if isinstance(self.store, RedisPolicyStore):
-            self._write_aggregates(keys, fresh, res, now - t0, max(lags), now)
+        if self.sink is not None:
+            fresh: dict[str, RewardEvent] = {}
+            for r in items:
+                if r.decision_id not in res.already_applied:
+                    fresh.setdefault(r.decision_id, r)
+            batch = AppliedBatch(
+                list(fresh.values()), res.applied, res.duplicates, now - t0, max(lags), now
+            )
+            self.sink.add_batch(policy, batch)
         m = self.metrics
         m.applied.inc(res.applied)
         if res.duplicates:
@@ -162,43 +164,6 @@ class Updater:
         result.applied += res.applied
         result.duplicates += res.duplicates
         result.versions[policy] = res.version
-
-    def _write_aggregates(
-        self, keys: PolicyKeys, fresh: dict, res, latency: float, lag: float, now: float
-    ) -> None:
-        pipe = self.store.client.pipeline(transaction=False)  # type: ignore[attr-defined]
-        add_rewards(pipe, keys, [r.model_dump() for r in fresh.values()])
-        incr_health(
-            pipe, keys, {"batches": 1, "applied": res.applied, "duplicates": res.duplicates}
-        )
-        pipe.hset(
-            keys.extra("freshness"),
-            mapping={
-                "last_apply_ms": repr(round(now * 1000.0, 3)),
-                "last_apply_latency_ms": repr(round(latency * 1000.0, 3)),
-                "last_lag_ms": repr(round(lag * 1000.0, 3)),
-            },
-        )
-        pipe.execute()
-
-    async def apply_until_done(
-        self,
-        rewards: Sequence[RewardEvent],
-        *,
-        initial_backoff: float = 0.1,
-        max_backoff: float = 5.0,
-    ) -> BatchResult:
-        """``apply`` in a worker thread, retrying with backoff while the store is down."""
-        loop = asyncio.get_running_loop()
-        delay = initial_backoff
-        while True:
-            try:
-                return await loop.run_in_executor(None, self.apply, rewards)
-            except StoreUnavailableError as exc:
-                self.metrics.apply_retries.inc()
-                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_backoff)
 
 
 def _contribution_finite(r: RewardEvent) -> bool:

@@ -14,16 +14,25 @@ Layout (all in the policy's hash-tag slot, see ``policy_store._keys``):
 Writers add to them in a pipeline after a successful apply; they are
 observability data (a worker crash between apply and this write may lose or
 repeat one batch here) — the parameters themselves are exactly-once.
+
+The worker writes through an ``AggregateSink`` (``RedisAggregates`` beside a
+``RedisPolicyStore``; none beside an in-memory store), so the updater knows
+nothing of Redis.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from policy_store import PolicyKeys
+import redis
+
+from policy_store import PolicyKeys, StoreUnavailableError
+from producers import RewardEvent
 
 METRICS = ("n", "reward", "quality", "cost", "latency", "errors")
 AGG_TTL_SECONDS = 7 * 24 * 3600
@@ -88,6 +97,73 @@ def incr_health(pipe, keys: PolicyKeys, counters: Mapping[str, int]) -> None:
     for name, v in counters.items():
         if v:
             pipe.hincrby(keys.extra("health"), name, int(v))
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    """What one successful apply of one policy's rewards did, for the dashboard."""
+
+    fresh: Sequence[RewardEvent]  # rewards the store had not seen (replays left out)
+    applied: int
+    duplicates: int
+    latency: float  # seconds the apply took
+    lag: float  # largest outcome-produced -> applied delay in the batch, seconds
+    now: float  # wall clock of the apply
+
+
+class AggregateSink(Protocol):
+    """Where the worker writes the dashboard's aggregates, freshness and health counters.
+
+    Both methods raise ``StoreUnavailableError`` when the backing store cannot be reached.
+    """
+
+    def add_batch(self, policy: str, batch: AppliedBatch) -> None:
+        """Per-minute aggregates of the fresh rewards, batch counters and freshness."""
+
+    def add_health(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Add loop-health counters, per policy."""
+
+
+class RedisAggregates:
+    """``AggregateSink`` writing the layout above with one pipeline per call."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def add_batch(self, policy: str, batch: AppliedBatch) -> None:
+        keys = PolicyKeys(self.prefix, policy)
+        pipe = self.client.pipeline(transaction=False)
+        add_rewards(pipe, keys, [r.model_dump() for r in batch.fresh])
+        counters = {"batches": 1, "applied": batch.applied, "duplicates": batch.duplicates}
+        incr_health(pipe, keys, counters)
+        pipe.hset(
+            keys.extra("freshness"),
+            mapping={
+                "last_apply_ms": repr(round(batch.now * 1000.0, 3)),
+                "last_apply_latency_ms": repr(round(batch.latency * 1000.0, 3)),
+                "last_lag_ms": repr(round(batch.lag * 1000.0, 3)),
+            },
+        )
+        with self._unavailable():
+            pipe.execute()
+
+    def add_health(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for policy, counters in counts.items():
+            incr_health(pipe, PolicyKeys(self.prefix, policy), counters)
+        with self._unavailable():
+            pipe.execute()
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(
+                f"could not write the aggregates to Redis ({exc}); "
+                "check that Redis at RL_COMMONS_REDIS_URL is up (the worker retries)"
+            ) from exc
 
 
 def read_buckets(

@@ -6,11 +6,10 @@ which arm, and can compare that with the parameters the loop wrote to Redis.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -124,65 +123,6 @@ def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float) -> li
     finally:
         consumer.close()
     return out
-
-
-# -- select latency -----------------------------------------------------------------------------
-
-
-@dataclass
-class LatencyBlocks:
-    """Per-block p50 and p99 of a call, in microseconds (blocks resist load spikes)."""
-
-    p50: list[float] = field(default_factory=list)
-    p99: list[float] = field(default_factory=list)
-    errors: int = 0
-
-    @property
-    def median_p50(self) -> float:
-        return statistics.median(self.p50)
-
-    @property
-    def median_p99(self) -> float:
-        return statistics.median(self.p99)
-
-    def ratio_to(self, control: LatencyBlocks, stat: str = "p99") -> float:
-        """Median over blocks of this call's statistic divided by the control's, block by block.
-
-        The two calls alternate block by block, so load from elsewhere on the machine
-        hits both alike and cancels in the ratio.
-        """
-        mine, theirs = getattr(self, stat), getattr(control, stat)
-        return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
-
-
-def measure(
-    calls: dict[str, Callable[[], object]],
-    seconds: float,
-    *,
-    block: int = 500,
-    pause: float = 0.02,
-    on_block: Callable[[], None] | None = None,
-) -> dict[str, LatencyBlocks]:
-    """Time each call in alternating blocks of ``block`` calls for ``seconds``."""
-    results = {name: LatencyBlocks() for name in calls}
-    deadline = time.monotonic() + seconds
-    buf = np.empty(block)
-    while time.monotonic() < deadline:
-        for name, call in calls.items():
-            res = results[name]
-            for i in range(block):
-                t0 = time.perf_counter_ns()
-                try:
-                    call()
-                except Exception:
-                    res.errors += 1
-                buf[i] = time.perf_counter_ns() - t0
-            res.p50.append(float(np.percentile(buf, 50)) / 1e3)
-            res.p99.append(float(np.percentile(buf, 99)) / 1e3)
-        if on_block is not None:
-            on_block()
-        time.sleep(pause)
-    return results
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.1):

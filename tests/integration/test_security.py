@@ -314,39 +314,3 @@ def test_producer_never_logs_the_kafka_password(caplog, capfd):
     out, err = capfd.readouterr()
     for text in (caplog.text, out, err, repr(metrics), repr(producer.describe())):
         assert PASSWORD not in text
-
-
-def test_worker_kafka_credentials_from_settings(tls_files):
-    """The stream worker gets the same SASL_SSL / SSL settings as Faust credentials."""
-    import faust
-
-    from stream_app.app import _credentials
-
-    cert, key = tls_files
-    sasl = _credentials(
-        Settings(
-            kafka_security_protocol="SASL_SSL",
-            kafka_sasl_mechanism="SCRAM-SHA-512",
-            kafka_sasl_username="worker",
-            kafka_sasl_password="kafka-" + PASSWORD,
-            kafka_ssl_cafile=str(cert),
-        )
-    )
-    assert isinstance(sasl, faust.SASLCredentials)
-    assert sasl.username == "worker" and sasl.password == "kafka-" + PASSWORD
-    assert str(sasl.mechanism.value if hasattr(sasl.mechanism, "value") else sasl.mechanism) == (
-        "SCRAM-SHA-512"
-    )
-    assert sasl.ssl_context is not None
-    assert PASSWORD not in repr(sasl)
-
-    tls = _credentials(
-        Settings(
-            kafka_security_protocol="SSL",
-            kafka_ssl_cafile=str(cert),
-            kafka_ssl_certfile=str(cert),
-            kafka_ssl_keyfile=str(key),
-        )
-    )
-    assert isinstance(tls, faust.SSLCredentials)
-    assert _credentials(Settings()) is None

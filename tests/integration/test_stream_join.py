@@ -1,7 +1,7 @@
 """The stream app end to end: real embedded broker, real Redis, worker subprocesses.
 
-One worker per engine (batch, agents) serves the whole module (own topics, group and key
-prefix); each test uses its own policy and decision ids so tests do not see each other's data.
+One worker serves the whole module (own topics, group and key prefix); each test uses its
+own policy and decision ids so tests do not see each other's data.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 
 class Env:
-    def __init__(self, services, tmp_path_factory, engine: str):
+    def __init__(self, services, tmp_path_factory):
         u = uuid.uuid4().hex[:8]
         self.topics = Topics(prefix=f"s{u}.")
         create_topics(services.bootstrap, self.topics, partitions=4)
@@ -48,7 +48,7 @@ class Env:
             "w1",
             app_id=f"g{u}",
             workdir=tmp_path_factory.mktemp("stream"),
-            args=["--sweep-interval", "0.2", "--default-window", "2", "--engine", engine],
+            args=["--sweep-interval", "0.2", "--default-window", "2"],
         )
 
     def policy(self, **reward) -> str:
@@ -85,10 +85,10 @@ class Env:
         return [r for r in evs if r.policy == policy]
 
 
-@pytest.fixture(scope="module", params=["batch", "agents"])
-def env(services, tmp_path_factory, request):
-    """One worker per engine; every test runs against both."""
-    e = Env(services, tmp_path_factory, request.param)
+@pytest.fixture(scope="module")
+def env(services, tmp_path_factory):
+    """One worker for the module."""
+    e = Env(services, tmp_path_factory)
     e.worker.start()
     try:
         e.worker.wait_ready()

@@ -12,10 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "worker",
         help="run a stream worker: join decisions and outcomes, update the policy in Redis",
         description=(
-            "Start a Faust worker that joins decisions and outcomes into rewards and applies "
-            "them to the policies in Redis. Workers started with the same --app-id share the "
-            "partitions as one consumer group. Prometheus metrics are served at "
-            "http://HOST:WEB_PORT/metrics. Stop it with Ctrl-C or SIGTERM."
+            "Start a worker that joins decisions and outcomes into rewards and applies them to "
+            "the policies in Redis, in batches on one consumer thread hosted by a Faust worker "
+            "(web server, timers, lifecycle). Workers started with the same --app-id share the "
+            "partitions as one consumer group (<app id>-engine). Prometheus metrics are served "
+            "at http://HOST:WEB_PORT/metrics. Stop it with Ctrl-C or SIGTERM."
         ),
     )
     p.add_argument(
@@ -23,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--topic-prefix", help="topic prefix ($RL_COMMONS_TOPIC_PREFIX or rlc.)")
     add_redis_options(p)
-    p.add_argument("--app-id", help="Faust app id = consumer group (default: <key prefix>-stream)")
+    p.add_argument(
+        "--app-id",
+        help="names the consumer group <app id>-engine and the changelog "
+        "<app id>-join-changelog (default: <key prefix>-stream)",
+    )
     p.add_argument(
         "-l",
         "--loglevel",
@@ -37,25 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--without-web", action="store_true", help="do not start the web server")
     p.add_argument("--datadir", help="Faust data directory (default: ./<app id>-data)")
     p.add_argument(
-        "--engine",
-        choices=["batch", "agents"],
-        default="batch",
-        help="batch (default): a consumer thread joining and applying in batches, several "
-        "thousand rewards/s; agents: plain Faust agents and a Faust table, simpler and slower",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=1000,
-        help="max messages per batch (batch engine) or rewards per store apply (agents); "
-        "default 1000",
+        "--batch-size", type=int, default=1000, help="max messages per batch (default 1000)"
     )
     p.add_argument(
         "--batch-within",
         type=float,
         default=0.05,
-        help="max seconds to wait for a batch's first message (batch engine) or for a batch "
-        "to fill (agents); default 0.05",
+        help="max seconds to wait for a batch's first message when idle (default 0.05)",
     )
     p.add_argument(
         "--sweep-interval",
@@ -91,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         datadir=args.datadir,
         web_port=args.web_port,
         web_enabled=not args.without_web,
-        engine=args.engine,
         batch_size=args.batch_size,
         batch_within=args.batch_within,
         sweep_interval=args.sweep_interval,
