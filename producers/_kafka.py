@@ -5,8 +5,8 @@
   A configuration librdkafka refuses raises ``KafkaConfigError`` from ``start()``;
   ``kafka_error`` is the one place confluent-kafka errors become rl-commons errors.
 * Idempotent, ``partitioner=murmur2_random`` so a key lands on the partition a
-  Java / aiokafka / Faust client would choose, no compression (lz4 would not be
-  readable by the Faust consumer without extra packages).
+  Java / aiokafka / Faust client would choose, no compression (small events;
+  compressing would cost CPU on the request path).
 * ``send`` only enqueues: a full local queue (``producer_queue_max`` messages)
   or any client error is counted as a drop, never raised.
 * Delivery reports. librdkafka reports only failures to our callbacks (counted),
