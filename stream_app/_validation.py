@@ -11,8 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from policy_store import PolicyConfig
-from producers import DecisionEvent, EventError, OutcomeEvent, RewardEvent, parse_event
-from producers import MAX_FEATURE_ABS
+from producers import (
+    MAX_FEATURE_ABS,
+    DecisionEvent,
+    EventError,
+    OutcomeEvent,
+    RewardEvent,
+    parse_event,
+)
 
 ConfigLookup = Callable[[str], PolicyConfig | None]
 
