@@ -53,3 +53,28 @@ def test_refresh_applied_picks_up_a_config_change():
     assert reader.refresh_applied(("d",), version)
     assert reader.view.snapshot.arms == (*ARMS, "d")
     assert reader.view.snapshot.n.tolist() == [0.0, 0.0, 0.0, 1.0]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_dedupe_ids_are_purged_and_live_ones_kept():
+    from policy_store._memory import PURGE_MIN_GROWTH
+
+    clock = _Clock()
+    store = InMemoryPolicyStore(clock=clock)
+    store.create(make_config(name="p", arms=["a"], n_features=1, dedupe_ttl_seconds=60))
+    n = 5 * PURGE_MIN_GROWTH
+    for i in range(n):
+        store.apply("p", [Observation(str(i), "a", (1.0,), 1.0)])
+        clock.now += 2.0  # 30 ids live at any time
+    assert len(store._seen["p"]) <= PURGE_MIN_GROWTH  # not one entry per outcome
+    # ids within the TTL are still refused, expired ones are accepted again
+    assert store.apply("p", [Observation(str(n - 1), "a", (1.0,), 1.0)]).duplicates == 1
+    assert store.apply("p", [Observation("0", "a", (1.0,), 1.0)]).applied == 1
+    assert store.read_state("p").arms["a"].n == n + 1
