@@ -176,9 +176,7 @@ class Demo:
             partitions=settings.topic_partitions,
             client_config=kafka_config(settings),
         )
-        store = RedisPolicyStore.from_url(
-            settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
-        )
+        store = RedisPolicyStore.from_settings(settings)
         cfg = demo_policy_config(self.opts.policy, arms, self.opts.steps[0])
         store.create(cfg, exist_ok=True)
         return store
