@@ -170,12 +170,7 @@ class Demo:
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
-        create_topics(
-            settings.kafka_bootstrap,
-            Topics.from_settings(settings),
-            partitions=settings.topic_partitions,
-            client_config=kafka_config(settings),
-        )
+        create_topics(settings)
         store = RedisPolicyStore.from_settings(settings)
         cfg = demo_policy_config(self.opts.policy, arms, self.opts.steps[0])
         store.create(cfg, exist_ok=True)
