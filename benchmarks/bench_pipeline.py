@@ -170,10 +170,11 @@ def _pct(xs: list[float], q: float) -> float:
 
 # -- the three measurements ---------------------------------------------------------------
 def measure_raw(bootstrap: str, n: int, tmp: str) -> float:
+    from policy_store import Settings
     from producers import Topics, create_topics
 
     t = Topics(prefix=f"raw{uuid.uuid4().hex[:6]}.")
-    create_topics(bootstrap, t, partitions=4)
+    create_topics(Settings(kafka_bootstrap=bootstrap), t, partitions=4)
     p = _producer(bootstrap)
     rng = random.Random(1)
     for i in range(n):
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> None:
 
         u = uuid.uuid4().hex[:6]
         topics = Topics(prefix=f"bp{u}.")
-        create_topics(bootstrap, topics, partitions=4)
+        create_topics(Settings(kafka_bootstrap=bootstrap), topics, partitions=4)
         prefix = f"bp{u}"
         store = RedisPolicyStore.from_url(redis_url, prefix=prefix)
         policy = "route"

@@ -165,9 +165,7 @@ def evaluate(
                 settings = base.model_copy(
                     update={"topic_prefix": f"{base.topic_prefix}{len(rows)}."}
                 )
-                create_topics(
-                    settings.kafka_bootstrap, Topics.from_settings(settings), partitions=4
-                )
+                create_topics(settings, partitions=4)
                 wdir = workdir / f"w{len(rows)}"
                 wdir.mkdir()
                 worker = start_worker(settings, wdir, worker_args)

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             topic_prefix=f"bench{tag}.",
             producer_queue_max=1_000_000,
         )
-        create_topics(bootstrap, Topics(settings.topic_prefix))
+        create_topics(settings, Topics(settings.topic_prefix), partitions=4)
         fns, closers = build(settings, args.seed)
         times = measure(fns, requests(args.seed), args.iterations)
         producer = closers[0]

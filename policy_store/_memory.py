@@ -11,9 +11,14 @@ from ._errors import ConfigError, UnknownPolicyError
 from ._state import ArmStats, PolicyState, apply_deltas
 from ._store import Head, PolicyStore, check_compatible
 
+#: expired dedupe ids are dropped when a policy's id dict reaches twice its size after
+#: the last purge, and at least this many entries: amortised O(1) per id.
+PURGE_MIN_GROWTH = 1024
+
 
 class InMemoryPolicyStore(PolicyStore):
-    """Policies in a dict; dedupe ids expire after the policy's TTL like in Redis."""
+    """Policies in a dict; dedupe ids expire after the policy's TTL like in Redis (expired
+    ids are purged as the dict grows, so a long-running store stays bounded)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.RLock()
@@ -22,6 +27,7 @@ class InMemoryPolicyStore(PolicyStore):
         self._versions: dict[str, int] = {}
         self._updated: dict[str, float | None] = {}
         self._seen: dict[str, dict[str, float]] = {}
+        self._purge_at: dict[str, int] = {}
         self._clock = clock
 
     def _need(self, name: str) -> PolicyConfig:
@@ -45,6 +51,7 @@ class InMemoryPolicyStore(PolicyStore):
             self._versions[config.name] = 0
             self._updated[config.name] = None
             self._seen[config.name] = {}
+            self._purge_at[config.name] = PURGE_MIN_GROWTH
             return config
 
     def get_config(self, name: str) -> PolicyConfig:
@@ -65,7 +72,14 @@ class InMemoryPolicyStore(PolicyStore):
     def delete(self, name: str) -> None:
         with self._lock:
             self._need(name)
-            for d in (self._configs, self._states, self._versions, self._updated, self._seen):
+            for d in (
+                self._configs,
+                self._states,
+                self._versions,
+                self._updated,
+                self._seen,
+                self._purge_at,
+            ):
                 d.pop(name, None)
 
     def head(self, name: str) -> Head:
@@ -110,6 +124,9 @@ class InMemoryPolicyStore(PolicyStore):
             expiry = now + config.dedupe_ttl_seconds
             for i in decision_ids:
                 seen[i] = expiry
+            if len(seen) >= self._purge_at[name]:
+                self._seen[name] = seen = {i: t for i, t in seen.items() if t > now}
+                self._purge_at[name] = max(2 * len(seen), PURGE_MIN_GROWTH)
             self._states[name] = apply_deltas(
                 self._states[name], deltas, config.algorithm.forgetting
             )

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -164,6 +164,35 @@ class PolicyReader:
             self._install(head.config, algo, snap)
             return True
         except Exception as exc:  # the proxy must keep serving whatever happens here
+            self.refresh_errors += 1
+            log.debug("policy refresh failed for %s: %s", self.policy, exc)
+            return False
+
+    def refresh_applied(self, arms: Collection[str], version: int) -> bool:
+        """Install ``version`` when it is the current snapshot's version plus one ``apply``
+        that changed only ``arms`` (the caller's ``ApplyResult.version``): only those arms
+        are refactorised, from the store's statistics. Anything else (another version in
+        between, a config change, a new arm) falls back to ``refresh``. Never raises."""
+        try:
+            view = self._view
+            if view is None or view.snapshot.version != version - 1:
+                return self.refresh()
+            head = self.store.head(self.policy)
+            state = self.store.read_state(self.policy)
+            if state.version != version or not (
+                head.config is view.config or head.config == view.config
+            ):
+                return self.refresh()
+            snap = view.snapshot
+            for arm in arms:
+                stats = state.arms.get(arm)
+                if stats is None or arm not in snap.index:
+                    return self.refresh()
+                snap = snap.with_arm(arm, stats)
+            snap = replace(snap, version=state.version, updated_at=state.updated_at)
+            self._install(view.config, view.algorithm, snap)
+            return True
+        except Exception as exc:  # same contract as refresh: the proxy keeps serving
             self.refresh_errors += 1
             log.debug("policy refresh failed for %s: %s", self.policy, exc)
             return False

@@ -19,6 +19,7 @@ from ._errors import (
     UnknownPolicyError,
 )
 from ._keys import PolicyKeys, registry_key
+from ._settings import Settings
 from ._state import ArmStats, PolicyState, decay_factor
 from ._store import Head, PolicyStore, check_compatible
 
@@ -73,6 +74,13 @@ class RedisPolicyStore(PolicyStore):
         kwargs.setdefault("socket_connect_timeout", 2.0)
         client = redis.Redis.from_url(url, **kwargs)
         return cls(client, prefix=prefix)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisPolicyStore:
+        """The store ``settings`` describe: ``redis_url``, ``key_prefix``, ``redis_password``."""
+        return cls.from_url(
+            settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
+        )
 
     @property
     def url(self) -> str:

@@ -157,9 +157,7 @@ class ProviderSelector:
         """
         settings = settings or Settings()
         name = policy or settings.policy
-        store = RedisPolicyStore.from_url(
-            settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
-        )
+        store = RedisPolicyStore.from_settings(settings)
         reader = PolicyReader(store, name, poll_interval=settings.poll_interval, seed=seed)
         return cls(
             providers=providers,

@@ -5,7 +5,8 @@
   (``learner`` is None).
 * ``InProcessSource``: an ``InMemoryPolicyStore`` and a ``PolicyReader`` over it
   that this object refreshes itself after every change (no background thread), so a
-  learnt outcome or a config change is in the very next ``select``. It is its own
+  learnt outcome or a config change is in the very next ``select``; after a learnt
+  outcome only the arm it changed is refactorised (``PolicyReader.refresh_applied``). It is its own
   ``learner``: observations go through the store's ``apply`` (the same statistics
   update as every store). With a user feature function and no ``n_features`` the
   policy is created at first use, sized by that request's feature vector.
@@ -137,7 +138,8 @@ class InProcessSource:
         return self._ensure(None).view.config.reward
 
     def learn(self, decision_id: str, arm: str, features: Sequence[float], reward: float) -> int:
-        """Apply one rewarded observation through the store, then refresh; the new version."""
+        """Apply one rewarded observation through the store, then refresh only that arm of
+        the snapshot; the new version."""
         reader = self._ensure(None)
         config = reader.view.config
         if arm not in config.arms:
@@ -148,7 +150,7 @@ class InProcessSource:
         obs = Observation(decision_id, arm, tuple(features), float(reward))
         with self._lock:  # apply and refresh together: a later version is never replaced
             version = self.store.apply(config.name, [obs]).version
-            reader.refresh()
+            reader.refresh_applied((arm,), version)
         return version
 
     def update_config(self, **changes: Any) -> PolicyConfig:

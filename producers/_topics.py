@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from policy_store import Settings
 
 from ._kafka import kafka_error
+from ._kafka_config import kafka_config
 
 TOPIC_KINDS = ("decisions", "outcomes", "rewards", "dlq")
 
@@ -44,23 +45,28 @@ class Topics:
 
 
 def create_topics(
-    bootstrap: str,
-    topics: Topics,
+    settings: Settings,
+    topics: Topics | None = None,
     *,
-    partitions: int = 4,
+    partitions: int | None = None,
     replication: int = 1,
     timeout: float = 30.0,
-    client_config: dict | None = None,
 ) -> list[str]:
     """Create the four topics if missing; returns the names created. Idempotent.
 
-    Raises ``KafkaClientError`` (``KafkaConfigError`` for a refused configuration).
+    The admin client is ``kafka_config(settings, "admin")`` (broker and security);
+    ``topics`` defaults to ``settings.topic_prefix``'s, ``partitions`` to
+    ``settings.topic_partitions``. Raises ``KafkaClientError`` (``KafkaConfigError``
+    for a refused configuration).
     """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    topics = topics or Topics.from_settings(settings)
+    partitions = settings.topic_partitions if partitions is None else partitions
+    bootstrap = settings.kafka_bootstrap
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
+        admin = AdminClient(kafka_config(settings, "admin"))
         existing = set(admin.list_topics(timeout=timeout).topics)
     except (KafkaException, ValueError, TypeError) as exc:
         raise kafka_error(exc, f"listing the topics of {bootstrap}") from exc

@@ -64,10 +64,11 @@ def redis_store(redis_client, key_prefix):
 
 @pytest.fixture
 def topics(services, unique):
+    from policy_store import Settings
     from producers import Topics, create_topics
 
     t = Topics(prefix=f"t{unique}.")
-    create_topics(services.bootstrap, t, partitions=4)
+    create_topics(Settings(kafka_bootstrap=services.bootstrap), t, partitions=4)
     return t
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from policy_store import RedisPolicyStore, make_config
+from policy_store import RedisPolicyStore, Settings, make_config
 from producers import Topics, create_topics
 from stream_app.dev.embedded import EmbeddedBroker, EmbeddedRedis
 
@@ -58,7 +58,8 @@ class FaultServices:
         self.store().create(make_config(name=name, arms=arms, n_features=n_features, **kw))
 
     def create_topics(self) -> None:
-        create_topics(self.bootstrap, self.topics, partitions=self.partitions)
+        settings = Settings(kafka_bootstrap=self.bootstrap)
+        create_topics(settings, self.topics, partitions=self.partitions)
 
     # -- faults ---------------------------------------------------------------------------------
     def _note(self, what: str) -> None:

@@ -136,7 +136,7 @@ def test_broker_stopped_mid_run(services, redis_store, key_prefix, unique):
     broker = EmbeddedBroker().start()
     try:
         topics = Topics(prefix=f"s{unique}.")
-        create_topics(broker.bootstrap, topics, partitions=4)
+        create_topics(Settings(kafka_bootstrap=broker.bootstrap), topics, partitions=4)
         settings = Settings(
             kafka_bootstrap=broker.bootstrap,
             redis_url=services.redis_url,

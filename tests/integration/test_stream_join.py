@@ -33,7 +33,7 @@ class Env:
     def __init__(self, services, tmp_path_factory):
         u = uuid.uuid4().hex[:8]
         self.topics = Topics(prefix=f"s{u}.")
-        create_topics(services.bootstrap, self.topics, partitions=4)
+        create_topics(Settings(kafka_bootstrap=services.bootstrap), self.topics, partitions=4)
         self.settings = Settings(
             kafka_bootstrap=services.bootstrap,
             redis_url=services.redis_url,

@@ -170,15 +170,8 @@ class Demo:
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
-        create_topics(
-            settings.kafka_bootstrap,
-            Topics.from_settings(settings),
-            partitions=settings.topic_partitions,
-            client_config=kafka_config(settings),
-        )
-        store = RedisPolicyStore.from_url(
-            settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
-        )
+        create_topics(settings)
+        store = RedisPolicyStore.from_settings(settings)
         cfg = demo_policy_config(self.opts.policy, arms, self.opts.steps[0])
         store.create(cfg, exist_ok=True)
         return store

@@ -40,8 +40,7 @@ def add_yes_option(p: argparse.ArgumentParser) -> None:
 
 
 def store_from(args: argparse.Namespace) -> RedisPolicyStore:
-    s = settings_from(args)
-    return RedisPolicyStore.from_url(s.redis_url, prefix=s.key_prefix, **s.redis_kwargs())
+    return RedisPolicyStore.from_settings(settings_from(args))
 
 
 def confirm(question: str, yes: bool, flag: str = "--yes") -> bool:

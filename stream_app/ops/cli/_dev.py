@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         topics = Topics(settings.topic_prefix)
-        create_topics(svc.bootstrap, topics, partitions=args.partitions)
+        embedded = settings.model_copy(update={"kafka_bootstrap": svc.bootstrap})
+        create_topics(embedded, topics, partitions=args.partitions)
         print(f"export RL_COMMONS_KAFKA_BOOTSTRAP={svc.bootstrap}")
         print(f"export RL_COMMONS_REDIS_URL={svc.redis_url}")
         print(f"export RL_COMMONS_TOPIC_PREFIX={settings.topic_prefix}", flush=True)
