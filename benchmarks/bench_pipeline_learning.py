@@ -63,7 +63,7 @@ from bench_learning import SETTINGS, Setting, run  # noqa: E402
 
 from policy_store import RedisPolicyStore, Settings  # noqa: E402
 from policy_store.simulator import Stream  # noqa: E402
-from producers import EventProducer, Topics, create_topics  # noqa: E402
+from producers import EventProducer, create_topics  # noqa: E402
 
 #: The clipped simulator settings (rewards in [0, 1]); see the module docstring.
 DEFAULT_SETTINGS = ("K3-d8-noise0.2-clip-rho0.5", "K5-d16-noise0.3-clip-rho0.5")

@@ -162,9 +162,7 @@ def create_app(
     """
     topics = Topics.from_settings(settings)
     if store is None:
-        store = RedisPolicyStore.from_url(
-            settings.redis_url, prefix=settings.key_prefix, **settings.redis_kwargs()
-        )
+        store = RedisPolicyStore.from_settings(settings)
     sink: AggregateSink | None = None
     if isinstance(store, RedisPolicyStore):  # the dashboard's aggregates live beside it
         sink = RedisAggregates(store.client, store.prefix)
