@@ -5,6 +5,7 @@ else of rl-commons.
 """
 
 from ._compat import ContextualBandit, RLAgent
+from ._components import COMPONENTS, ComponentStats, component_values, reward_weights
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
 from ._errors import (
     ConfigError,
@@ -55,6 +56,8 @@ __all__ = [
     "AlgorithmConfig",
     "ApplyResult",
     "ArmStats",
+    "COMPONENTS",
+    "ComponentStats",
     "ConfigError",
     "ContextualBandit",
     "Head",
@@ -87,6 +90,7 @@ __all__ = [
     "algorithm_names",
     "apply_deltas",
     "arm_conflict",
+    "component_values",
     "decay_factor",
     "is_complete",
     "make_algorithm",
@@ -95,4 +99,5 @@ __all__ = [
     "merge_parts",
     "outcome_part",
     "outcome_reward",
+    "reward_weights",
 ]
