@@ -1,5 +1,9 @@
 """The updater: batches of rewards -> per-arm deltas -> the store's idempotent ``apply``.
 
+Each reward becomes an ``Observation`` with its scalar reward and its component values
+(``to_observations`` with the policy's ``RewardSpec``, read once per policy and batch), so
+the store keeps per-component sums beside the reward sums.
+
 Exactly-once effect: the engine holds the Kafka offsets of a batch until
 ``Updater.apply`` returned (``_engine``); ``apply`` is idempotent by decision_id, so a
 batch replayed after a crash changes nothing it already changed. While the store is
@@ -41,8 +45,10 @@ from policy_store import (
     InvalidDeltaError,
     Observation,
     PolicyStore,
+    RewardSpec,
     UnknownArmError,
     UnknownPolicyError,
+    component_values,
 )
 from producers import RewardEvent
 
@@ -55,14 +61,29 @@ DEFAULT_COHORT_WEIGHTS: Mapping[str, float] = {"rl": 1.0, "baseline": 1.0, "shad
 
 
 def to_observations(
-    rewards: Sequence[RewardEvent], cohort_weights: Mapping[str, float] = DEFAULT_COHORT_WEIGHTS
+    rewards: Sequence[RewardEvent],
+    cohort_weights: Mapping[str, float] = DEFAULT_COHORT_WEIGHTS,
+    spec: RewardSpec | None = None,
 ) -> list[Observation]:
-    """One ``Observation`` per reward with a positive cohort weight."""
+    """One ``Observation`` per reward with a positive cohort weight.
+
+    With the policy's reward ``spec``, each observation carries the reward's component
+    values (``policy_store.component_values`` of ``RewardEvent.components``, which are
+    normalised already; missing ones take the spec's defaults, an error gives the error
+    values). An expired reward (no outcome) carries the all-default values: the scalar
+    reward is the spec's ``reward_on_expiry``, the components an approximation of it.
+    """
     out = []
     for r in rewards:
         w = float(cohort_weights.get(r.cohort, 1.0))
         if w > 0:
-            out.append(Observation(r.decision_id, r.arm, tuple(r.features), r.reward, w))
+            values = None
+            if spec is not None:
+                c = r.components
+                values = component_values(
+                    spec, c.quality, c.cost, c.latency, c.error, normalised=True
+                )
+            out.append(Observation(r.decision_id, r.arm, tuple(r.features), r.reward, w, values))
     return out
 
 
@@ -117,7 +138,8 @@ class Updater:
     def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
         t0 = self._clock()
         try:
-            res = self.store.apply(policy, to_observations(items, self.cohort_weights))
+            spec = self.store.head(policy).config.reward  # once per policy and batch
+            res = self.store.apply(policy, to_observations(items, self.cohort_weights, spec))
         except UnknownPolicyError as exc:
             result.rejected += [(r, "unknown_policy", str(exc)) for r in items]
             return
