@@ -97,7 +97,8 @@ class Snapshot:
     #: the objective's component weights (C,), None when θ comes from ``b``
     weights: np.ndarray | None = None
     legacy_reward: bool = True
-    #: θ per component (K, C, d)
+    #: θ per component (K, C, d); this and the component sums below are None when no arm
+    #: has component sums and no weights were given
     components: np.ndarray | None = None
     #: component sums: y (K, C, d), s and s2 (K, C), the Gram (K, d, d) and weight (K,)
     #: of each arm's component observations, and which arms are legacy (K,)
@@ -127,12 +128,15 @@ class Snapshot:
         xx = np.zeros((K, d, d))
         b = np.zeros((K, d))
         n = np.zeros(K)
-        comp = ComponentArrays.zeros(K, d)
-        for k, arm in enumerate(arms):
-            st = state.arms.get(arm)
+        found = [state.arms.get(arm) for arm in arms]
+        comp = None  # no component sums anywhere and no weights: nothing to stack
+        if weights is not None or any(st is not None and st.components for st in found):
+            comp = ComponentArrays.zeros(K, d)
+        for k, st in enumerate(found):
             if st is not None:
                 xx[k], b[k], n[k] = st.xx, st.b, st.n
-                comp.put(k, st)
+                if comp is not None:
+                    comp.put(k, st)
         w = weight_vector(weights)
         a_inv, chol = inverses(fitted_gram(xx, comp, w, legacy_reward), ridge)
         return cls._frozen(
@@ -158,11 +162,13 @@ class Snapshot:
         prior = pooled_mean(gram, b_used, ridge) if pooled and len(arms) > 0 else np.zeros(d)
         theta = np.einsum("kij,kj->ki", a_inv, b_used + ridge * prior)
         stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
-        components = component_theta(
-            comp, a_inv, ridge, pooled, weights is not None and not legacy_reward
-        )
-        frozen = (theta, a_inv, chol, n, stacked, xx, b, prior, components, *comp.arrays())
-        for arr in frozen + (() if weights is None else (weights,)):
+        frozen = [theta, a_inv, chol, n, stacked, xx, b, prior]
+        components = None
+        if comp is not None:
+            on_components = weights is not None and not legacy_reward
+            components = component_theta(comp, a_inv, ridge, pooled, on_components)
+            frozen += [components, *comp.arrays()]
+        for arr in frozen + ([] if weights is None else [weights]):
             arr.setflags(write=False)
         return cls(
             arms=arms,
@@ -183,12 +189,12 @@ class Snapshot:
             weights=weights,
             legacy_reward=legacy_reward,
             components=components,
-            comp_y=comp.y,
-            comp_s=comp.s,
-            comp_s2=comp.s2,
-            comp_xx=comp.xx,
-            comp_n=comp.n,
-            legacy=comp.legacy,
+            comp_y=None if comp is None else comp.y,
+            comp_s=None if comp is None else comp.s,
+            comp_s2=None if comp is None else comp.s2,
+            comp_xx=None if comp is None else comp.xx,
+            comp_n=None if comp is None else comp.n,
+            legacy=None if comp is None else comp.legacy,
             dual=float(dual),
         )
 
@@ -199,7 +205,7 @@ class Snapshot:
         keeps in-process learning (``ContextualBandit.update``) cheap. Component sums,
         weights, λ and the version are kept.
         """
-        if self.xx is None or self.b is None or self.comp_y is None:
+        if self.xx is None or self.b is None:
             raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
         ridge = self.ridge if ridge is None else float(ridge)
         if ridge != self.ridge:
@@ -207,25 +213,37 @@ class Snapshot:
         k = self.index.get(arm)
         arrays = [self.xx, self.b, self.a_inv, self.chol, self.n]
         arms = self.arms
-        comp = ComponentArrays(
-            self.comp_y, self.comp_s, self.comp_s2, self.comp_xx, self.comp_n, self.legacy
-        )
+        comp = self._component_arrays(stats)
         if k is None:
             k = len(self.arms)
             arms = (*self.arms, arm)
             arrays = [np.concatenate([a, np.zeros((1, *a.shape[1:]))]) for a in arrays]
-            comp = comp.copy(grow=True)
         else:
             arrays = [a.copy() for a in arrays]
-            comp = comp.copy()
         xx, b, a_inv, chol, n = arrays
         xx[k], b[k], n[k] = stats.xx, stats.b, stats.n
-        comp.put(k, stats)
-        gram = fitted_gram(xx[k : k + 1], row(comp, k), self.weights, self.legacy_reward)
+        if comp is not None:
+            comp = comp.copy(grow=k == len(self.arms))
+            comp.put(k, stats)
+        one = None if comp is None else row(comp, k)
+        gram = fitted_gram(xx[k : k + 1], one, self.weights, self.legacy_reward)
         inv, c = inverses(gram, ridge)
         a_inv[k], chol[k] = inv[0], c[0]
         meta = (self.weights, self.legacy_reward, self.dual, self.version, self.updated_at)
         return self._frozen(arms, self.d, (xx, b, a_inv, chol, n), comp, ridge, self.pooled, meta)
+
+    def _component_arrays(self, stats: ArmStats) -> ComponentArrays | None:
+        """The component sums to update (read-only views), None while neither the snapshot
+        nor ``stats`` has any (then ``with_arm`` costs what it did before components)."""
+        if self.comp_y is not None:
+            return ComponentArrays(
+                self.comp_y, self.comp_s, self.comp_s2, self.comp_xx, self.comp_n, self.legacy
+            )
+        if stats.components is None:
+            return None
+        comp = ComponentArrays.zeros(len(self.arms), self.d)
+        comp.legacy[:] = self.n > 0  # every arm with data so far is a legacy arm
+        return comp
 
 
 def draw(p: np.ndarray | list[float], u: float) -> int:

@@ -90,11 +90,11 @@ def row(comp: ComponentArrays, k: int) -> ComponentArrays:
 
 
 def fitted_gram(
-    xx: np.ndarray, comp: ComponentArrays, weights: np.ndarray | None, legacy_reward: bool
+    xx: np.ndarray, comp: ComponentArrays | None, weights: np.ndarray | None, legacy_reward: bool
 ) -> np.ndarray:
     """The Gram matrix θ is fitted with, per arm: the arm's own, or for a legacy arm whose
     θ comes from its component sums the Gram of its component observations."""
-    if weights is None or legacy_reward or not comp.legacy.any():
+    if weights is None or legacy_reward or comp is None or not comp.legacy.any():
         return xx
     return np.where(comp.legacy[:, None, None], comp.xx, xx)
 

@@ -60,7 +60,7 @@ def test_without_weights_the_snapshot_is_todays(algo):
     for name in ("theta", "a_inv", "chol", "stacked", "prior"):
         np.testing.assert_array_equal(getattr(with_c, name), getattr(without, name), name)
     assert with_c.weights is None and with_c.dual == 0.4
-    assert not without.components.any() and with_c.components.any()
+    assert without.components is None and with_c.components.any()
 
 
 def test_the_reward_weights_give_the_reward_estimates(algo):
@@ -134,6 +134,18 @@ def test_with_arm_equals_a_full_rebuild(algo, weights, legacy_reward):
     for name in ("theta", "a_inv", "chol", "components", "comp_y", "comp_xx", "comp_n"):
         np.testing.assert_allclose(getattr(part, name), getattr(full, name), atol=1e-10)
     assert part.legacy.tolist() == full.legacy.tolist()
+
+
+def test_with_arm_adds_component_sums_to_a_snapshot_without_any(algo):
+    arms = legacy_state()
+    old = {a: ArmStats.of(s.xx, s.b, s.n) for a, s in arms.items()}  # before components
+    snap = algo.snapshot(PolicyState(arms=old), ARMS, D)
+    assert snap.components is None and snap.with_arm("b", old["b"]).components is None
+    part = snap.with_arm("b", arms["b"])
+    full = algo.snapshot(PolicyState(arms={**old, "b": arms["b"]}), ARMS, D)
+    for name in ("theta", "a_inv", "components", "comp_y", "comp_xx", "comp_n"):
+        np.testing.assert_allclose(getattr(part, name), getattr(full, name), atol=1e-10)
+    assert part.legacy.tolist() == full.legacy.tolist() == [True, False, True]
 
 
 def test_weights_must_be_one_per_component():
