@@ -6,6 +6,14 @@ else of rl-commons.
 
 from ._compat import ContextualBandit, RLAgent
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
+from ._constraint import (
+    confidence_buffer,
+    constraint_bound,
+    constraint_target,
+    dual_delta,
+    normalised_max_cost,
+    objective_weights,
+)
 from ._errors import (
     ConfigError,
     InvalidDeltaError,
@@ -18,6 +26,7 @@ from ._errors import (
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
+from ._objective import Objective
 from ._outcome import (
     OUTCOME_COMPONENTS,
     Merge,
@@ -51,6 +60,13 @@ from .bandits import (
 )
 
 __all__ = [
+    "objective_weights",
+    "normalised_max_cost",
+    "dual_delta",
+    "constraint_target",
+    "constraint_bound",
+    "confidence_buffer",
+    "Objective",
     "Algorithm",
     "AlgorithmConfig",
     "ApplyResult",
