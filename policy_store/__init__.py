@@ -5,6 +5,7 @@ else of rl-commons.
 """
 
 from ._compat import ContextualBandit, RLAgent
+from ._components import COMPONENTS, ComponentStats, component_values, reward_weights
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
 from ._constraint import (
     confidence_buffer,
@@ -71,6 +72,8 @@ __all__ = [
     "AlgorithmConfig",
     "ApplyResult",
     "ArmStats",
+    "COMPONENTS",
+    "ComponentStats",
     "ConfigError",
     "ContextualBandit",
     "Head",
@@ -103,6 +106,7 @@ __all__ = [
     "algorithm_names",
     "apply_deltas",
     "arm_conflict",
+    "component_values",
     "decay_factor",
     "is_complete",
     "make_algorithm",
@@ -111,4 +115,5 @@ __all__ = [
     "merge_parts",
     "outcome_part",
     "outcome_reward",
+    "reward_weights",
 ]
