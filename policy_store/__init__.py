@@ -8,12 +8,15 @@ from ._compat import ContextualBandit, RLAgent
 from ._components import COMPONENTS, ComponentStats, component_values, reward_weights
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
 from ._constraint import (
+    ConstraintStatus,
     confidence_buffer,
     constraint_bound,
+    constraint_status,
     constraint_target,
     dual_delta,
     normalised_max_cost,
     objective_weights,
+    snapshot_weights,
 )
 from ._errors import (
     ConfigError,
@@ -37,7 +40,7 @@ from ._outcome import (
     outcome_part,
     outcome_reward,
 )
-from ._reader import PolicyReader, ReaderView
+from ._reader import PolicyReader, ReaderView, build_snapshot
 from ._redis import RedisPolicyStore
 from ._settings import Settings
 from ._state import (
@@ -61,6 +64,10 @@ from .bandits import (
 )
 
 __all__ = [
+    "build_snapshot",
+    "snapshot_weights",
+    "constraint_status",
+    "ConstraintStatus",
     "objective_weights",
     "normalised_max_cost",
     "dual_delta",

@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._components import COMPONENTS, reward_weights
-from ._config import RewardSpec
+from ._config import PolicyConfig, RewardSpec
 from ._objective import Objective
+from ._state import PolicyState
+from .bandits import Snapshot
 
 QUALITY = COMPONENTS.index("quality")
 COST = COMPONENTS.index("cost")
 LATENCY = COMPONENTS.index("latency")
+ONE = COMPONENTS.index("one")
 
 
 def objective_weights(objective: Objective, spec: RewardSpec, dual: float) -> np.ndarray:
@@ -160,3 +164,100 @@ def dual_delta(
     else:
         g = v[:, COST] - bound
     return float(eta * np.dot(w, g))
+
+
+# -- over a policy's config, state and snapshot ----------------------------------------------
+def snapshot_weights(config: PolicyConfig, state: PolicyState) -> np.ndarray | None:
+    """The component weights a snapshot of ``state`` is built with under ``config``'s
+    objective (``objective_weights`` at the state's λ), or None for θ from the reward sums:
+    a weighted objective over a state without component sums (exactly the behaviour
+    from before objectives). With component sums the weighted objective's θ is rebuilt
+    from them, so changing the reward weights needs no relearning."""
+    objective = config.objective
+    if not objective.constrained and all(st.components is None for st in state.arms.values()):
+        return None
+    return objective_weights(objective, config.reward, state.dual)
+
+
+def mean_context(snap: Snapshot) -> np.ndarray | None:
+    """x̄ = Σ_arms Σw·x / Σ_arms Σw over the observations with components (None: none yet)."""
+    if snap.comp_y is None or snap.comp_s is None:
+        return None
+    total = float(snap.comp_s[:, ONE].sum())
+    if total <= 0.0:
+        return None
+    return snap.comp_y[:, ONE, :].sum(axis=0) / total
+
+
+def baseline_quality(snap: Snapshot, arm: str) -> tuple[float, float] | None:
+    """The estimated mean quality of ``arm`` on the traffic seen, θ_quality[arm]·x̄ (x̄:
+    ``mean_context``), and x̄ᵀA⁻¹x̄ with A the ridge Gram of that arm's component
+    observations (its estimate's variance per unit of noise variance). None when the
+    snapshot has no component observation or no such arm."""
+    x = mean_context(snap)
+    k = snap.index.get(arm)
+    if x is None or k is None or snap.components is None:
+        return None
+    estimate = float(snap.components[k, QUALITY] @ x)
+    legacy = snap.legacy is not None and bool(snap.legacy[k])
+    if legacy or snap.weights is None or snap.comp_xx is None:
+        gram = snap.comp_xx[k] if snap.comp_xx is not None else snap.xx[k]
+        spread = float(x @ np.linalg.solve(snap.ridge * np.eye(snap.d) + gram, x))
+    else:
+        spread = float(x @ snap.a_inv[k] @ x)
+    return estimate, spread
+
+
+@dataclass(frozen=True)
+class ConstraintStatus:
+    """Where a constrained policy stands, in normalised units (cost: ``max_cost``/``cost_cap``).
+
+    ``target``: the floor or budget; ``buffer``: its confidence tightening; ``bound``:
+    what the multiplier enforces (``constraint_bound``); ``measured``: the realised mean
+    of the component over every observation with components (NaN without any) and
+    ``n`` their weight; ``dual``: λ of the snapshot.
+    """
+
+    component: str
+    target: float
+    buffer: float
+    bound: float
+    measured: float
+    n: float
+    dual: float
+
+
+def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus | None:
+    """The constraint of ``config``'s objective on ``snap`` (None for the weighted objective).
+
+    A margin has no target before any observation with components (target, bound NaN:
+    the multiplier does not move on it)."""
+    objective = config.objective
+    if not objective.constrained or objective.component is None:
+        return None
+    j = COMPONENTS.index(objective.component)
+    s = float(snap.comp_s[:, j].sum()) if snap.comp_s is not None else 0.0
+    s2 = float(snap.comp_s2[:, j].sum()) if snap.comp_s2 is not None else 0.0
+    n = float(snap.comp_s[:, ONE].sum()) if snap.comp_s is not None else 0.0
+    target_variance = 0.0
+    if objective.quality_margin is not None:
+        base = baseline_quality(snap, config.fallback_arm)
+        if base is None:
+            target = math.nan
+        else:
+            target = constraint_target(objective, config.reward, base[0])
+            if n >= 2.0:
+                mean = s / n
+                target_variance = max(s2 / n - mean * mean, 0.0) * base[1]
+    else:
+        target = constraint_target(objective, config.reward)
+    buffer = confidence_buffer(objective, s, s2, n, target_variance)
+    return ConstraintStatus(
+        component=objective.component,
+        target=target,
+        buffer=buffer,
+        bound=constraint_bound(objective, target, buffer),
+        measured=s / n if n > 0 else math.nan,
+        n=n,
+        dual=float(snap.dual),
+    )
