@@ -182,8 +182,7 @@ class InProcessSource:
         with self._lock:  # apply and refresh together: a later version is never replaced
             view = reader.view
             delta = _dual_delta(view.config, view.snapshot, components)
-            extra = {"dual_delta": delta} if delta else {}
-            version = self.store.apply(view.config.name, [obs], **extra).version
+            version = self.store.apply(view.config.name, [obs], dual_delta=delta).version
             reader.refresh_applied((arm,), version)
         return version
 
