@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from policy_store import RewardSpec, component_values, is_complete, merge_parts, outcome_reward
+from policy_store import RewardSpec, is_complete, merge_parts
 
 from ._decision import new_decision_id
 
@@ -35,31 +35,15 @@ log = logging.getLogger(__name__)
 
 
 class Learner(Protocol):
-    """Learns rewarded observations in this process (``InProcessSource``)."""
+    """Learns complete outcomes in this process (``InProcessSource``): their reward and
+    component values under ``spec``."""
 
     @property
     def spec(self) -> RewardSpec: ...
 
     def learn(
-        self,
-        decision_id: str,
-        arm: str,
-        features: Sequence[float],
-        reward: float,
-        components: tuple[float, ...] | None = None,
+        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
     ) -> int: ...
-
-
-def _learnt(spec: RewardSpec, outcome: Mapping[str, Any]) -> tuple[float, tuple[float, ...]]:
-    """The reward and the component values of a merged outcome under ``spec``."""
-    values = component_values(
-        spec,
-        quality=outcome.get("quality"),
-        cost=outcome.get("cost"),
-        latency=outcome.get("latency"),
-        error=bool(outcome.get("error")),
-    )
-    return outcome_reward(spec, outcome), values
 
 
 @dataclass(slots=True)
@@ -171,7 +155,7 @@ class OutcomeTracker:
             if is_complete(spec, merged) is None:
                 return True
             self._forget(decision_id, pending)
-        learner.learn(decision_id, pending.arm, pending.features, *_learnt(spec, merged))
+        learner.learn(decision_id, pending.arm, pending.features, merged)
         return True
 
     def learn_unmatched(
@@ -182,5 +166,5 @@ class OutcomeTracker:
         if learner is None:
             self.unmatched += 1
             return False
-        learner.learn(new_decision_id(), provider, features, *_learnt(learner.spec, outcome))
+        learner.learn(new_decision_id(), provider, features, outcome)
         return True

@@ -117,11 +117,8 @@ class ProviderSelector:
             algorithm = AlgorithmConfig(name=algorithm)
         self._source: InProcessSource | StreamingSource
         if reader is not None and (objective is not None or baseline_arm is not None):
-            raise TypeError(
-                "objective and baseline_arm configure an in-process policy; in streaming mode "
-                "they are the policy config's fields (set them with `rl-commons policy` or "
-                "the store's update_config)"
-            )
+            msg = "objective and baseline_arm are in-process options; in streaming mode"
+            raise TypeError(f"{msg} they are fields of the policy config (update_config)")
         if reader is None:
             self.providers = self.providers or DEFAULT_PROVIDERS
             d = n_features or (None if feature_fn is not None else N_DEFAULT_FEATURES)

@@ -32,9 +32,11 @@ from policy_store import (
     PolicyReader,
     ReaderView,
     RewardSpec,
+    component_values,
     constraint_status,
     dual_delta,
     make_config,
+    outcome_reward,
 )
 
 from ._features import FeatureFn, check_vector
@@ -71,10 +73,9 @@ def in_process_config(
     )
 
 
-def _dual_delta(config: PolicyConfig, snap: Any, components: tuple[float, ...] | None) -> float:
-    """λ's step for one outcome under ``config``'s objective (0: weighted, no components,
-    or no target yet)."""
-    if components is None or not config.objective.constrained:
+def _dual_delta(config: PolicyConfig, snap: Any, components: tuple[float, ...]) -> float:
+    """λ's step for one outcome under ``config``'s objective (0: weighted, or no target yet)."""
+    if not config.objective.constrained:
         return 0.0
     status = constraint_status(config, snap)
     if status is None or not math.isfinite(status.bound):
@@ -161,16 +162,11 @@ class InProcessSource:
         return self._ensure(None).view.config.reward
 
     def learn(
-        self,
-        decision_id: str,
-        arm: str,
-        features: Sequence[float],
-        reward: float,
-        components: tuple[float, ...] | None = None,
+        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
     ) -> int:
-        """Apply one rewarded observation (with its ``policy_store.component_values``) through
-        the store, moving λ under a constrained objective, then refresh the snapshot (only
-        that arm when λ did not move); the new version."""
+        """Learn one merged outcome: its reward and ``policy_store.component_values`` go
+        through the store's ``apply``, which under a constrained objective also moves λ;
+        then the snapshot is refreshed (only that arm when λ did not move). The new version."""
         reader = self._ensure(None)
         config = reader.view.config
         if arm not in config.arms:
@@ -178,7 +174,16 @@ class InProcessSource:
                 f"provider {arm!r} is not one of the policy's providers {list(config.arms)}; "
                 "add it first"
             )
-        obs = Observation(decision_id, arm, tuple(features), float(reward), components=components)
+        spec = config.reward
+        components = component_values(
+            spec,
+            quality=outcome.get("quality"),
+            cost=outcome.get("cost"),
+            latency=outcome.get("latency"),
+            error=bool(outcome.get("error")),
+        )
+        reward = outcome_reward(spec, outcome)
+        obs = Observation(decision_id, arm, tuple(features), reward, components=components)
         with self._lock:  # apply and refresh together: a later version is never replaced
             view = reader.view
             delta = _dual_delta(view.config, view.snapshot, components)

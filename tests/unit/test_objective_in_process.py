@@ -136,7 +136,8 @@ SEEDS = range(5)
 
 def test_quality_floor_holds_and_cuts_cost():
     """Floor = gpt-4's mean quality (0.902) − 0.01. The oracle's cost is 0.335 (easy requests
-    to llama, half of the medium ones to claude-3), gpt-4's 0.6."""
+    to llama, half of the medium ones to claude-3), gpt-4's 0.6. Measured on seeds 0-4:
+    quality 0.894-0.898, cost 0.37-0.43."""
     floor = float(KIND_P @ QUALITY[0]) - 0.01
     objective = Objective(kind="quality_floor", quality_margin=0.01)
     results = [run_world(s, objective)[:2] for s in SEEDS]
@@ -146,12 +147,14 @@ def test_quality_floor_holds_and_cuts_cost():
 
 
 def test_budget_holds_and_buys_quality():
-    """Budget 0.25: all-llama (cost 0.05) would give quality 0.736, the oracle ≈ 0.87."""
+    """Budget 0.25: all-llama (cost 0.05) would give quality 0.736; the oracle (a linear
+    programme over the expected values) 0.8687. Measured on seeds 0-4: cost 0.241-0.243,
+    quality 0.855-0.862."""
     objective = Objective(kind="budget", max_cost=0.25)
     results = [run_world(s, objective)[:2] for s in SEEDS]
     print("budget (quality, cost) per seed:", results)
     assert all(c <= 0.25 * 1.02 for _, c in results), results
-    assert all(q >= float(KIND_P @ QUALITY[2]) + 0.05 for q, _ in results), results
+    assert all(q >= 0.8687 - 0.02 for q, _ in results), results
 
 
 def test_weighted_default_ignores_the_constraint():
