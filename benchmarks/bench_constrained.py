@@ -28,6 +28,7 @@ Lagrangian argmax with the multiplier found by bisection).
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from dataclasses import dataclass, field
@@ -89,10 +90,9 @@ def objective_selector(world: World, seed: int, **objective) -> Selector | None:
         from policy_store import Objective
     except ImportError:
         return None
-    try:
-        return Selector(world, seed, objective=Objective(**objective), baseline_arm=world.baseline)
-    except TypeError:  # ProviderSelector without ``objective`` / ``baseline_arm``
+    if "objective" not in inspect.signature(ProviderSelector).parameters:
         return None
+    return Selector(world, seed, objective=Objective(**objective), baseline_arm=world.baseline)
 
 
 def play_pareto(draw: Draw, world: World, rounds: int, seed: int, budget: float | None):
