@@ -331,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(names)} worlds × seeds 0..{args.seeds - 1}, {rounds} requests per stream, five "
         f"providers (baseline `frontier`: the best and most expensive), measured over the second "
         f"half with expected values; {elapsed:.0f} s in total.\n\n{worlds}\n\n"
-        f"### Quality floor: baseline's quality − {args.margin:g}\n\n"
+        f"# Quality floor: baseline's quality − {args.margin:g}\n\n"
         f"{floor_table(tasks, args.margin)}\n\n"
-        f"### Budget: {args.budget_share:g} of the way from the cheapest to the best routing\n\n"
-        f"{budget_table(tasks)}\n\n### Acceptance figures\n\n{verdicts(tasks, args.margin)}\n"
+        f"# Budget: {args.budget_share:g} of the way from the cheapest to the best routing\n\n"
+        f"{budget_table(tasks)}\n\n# Acceptance figures\n\n{verdicts(tasks, args.margin)}\n"
     )
     return emit(text, args.out)
 
