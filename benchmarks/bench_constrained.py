@@ -132,6 +132,7 @@ class Task:
     rounds: int
     margin: float
     budget: float
+    options: tuple[tuple[str, float], ...] = ()  # extra Objective fields (--dual-step, ...)
     floor: float = 0.0
     base_cost: float = 0.0
     runs: dict[str, dict[str, Run]] = field(default_factory=dict)  # objective -> learner -> run
@@ -167,8 +168,11 @@ def run_task(task: Task) -> Task:
         return _run(draw, served, b, task.margin)
 
     weighted = run(Selector(world, seed).play(draw, world, task.rounds))
-    floor_sel = objective_selector(world, seed, kind="quality_floor", quality_margin=task.margin)
-    budget_sel = objective_selector(world, seed, kind="budget", max_cost=task.budget)
+    extra = dict(task.options)
+    floor_sel = objective_selector(
+        world, seed, kind="quality_floor", quality_margin=task.margin, **extra
+    )
+    budget_sel = objective_selector(world, seed, kind="budget", max_cost=task.budget, **extra)
     o_floor = quality_floor_oracle(eq, ec, task.floor)
     o_budget = budget_oracle(eq, ec, task.budget)
     task.runs["floor"] = {
@@ -312,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         default=0.3,
         help="budget: this share of the way from the cheapest to the best routing (0.3)",
     )
+    ap.add_argument("--dual-step", type=float, help="Objective.dual_step (default: its own)")
+    ap.add_argument("--confidence", type=float, help="Objective.confidence (default: its own)")
     ap.add_argument("--quick", action="store_true", help="3000 requests per stream")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
@@ -319,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     rounds = 3000 if args.quick else args.rounds
     names = args.worlds.split(",")
     budgets = {w: WORLDS[w].budget(args.budget_share) for w in names}
+    options = tuple(
+        (k, v) for k, v in (("dual_step", args.dual_step), ("confidence", args.confidence)) if v
+    )
     tasks = [
-        Task(w, seed, rounds, args.margin, budgets[w]) for w in names for seed in range(args.seeds)
+        Task(w, seed, rounds, args.margin, budgets[w], options)
+        for w in names
+        for seed in range(args.seeds)
     ]
     t0 = time.perf_counter()
     tasks = evaluate(tasks, args.jobs)
