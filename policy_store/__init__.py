@@ -5,7 +5,19 @@ else of rl-commons.
 """
 
 from ._compat import ContextualBandit, RLAgent
+from ._components import COMPONENTS, ComponentStats, component_values, reward_weights
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
+from ._constraint import (
+    ConstraintStatus,
+    confidence_buffer,
+    constraint_bound,
+    constraint_status,
+    constraint_target,
+    dual_delta,
+    normalised_max_cost,
+    objective_weights,
+    snapshot_weights,
+)
 from ._errors import (
     ConfigError,
     InvalidDeltaError,
@@ -18,6 +30,7 @@ from ._errors import (
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
+from ._objective import Objective
 from ._outcome import (
     OUTCOME_COMPONENTS,
     Merge,
@@ -27,7 +40,7 @@ from ._outcome import (
     outcome_part,
     outcome_reward,
 )
-from ._reader import PolicyReader, ReaderView
+from ._reader import PolicyReader, ReaderView, build_snapshot
 from ._redis import RedisPolicyStore
 from ._settings import Settings
 from ._state import (
@@ -51,10 +64,23 @@ from .bandits import (
 )
 
 __all__ = [
+    "build_snapshot",
+    "snapshot_weights",
+    "constraint_status",
+    "ConstraintStatus",
+    "objective_weights",
+    "normalised_max_cost",
+    "dual_delta",
+    "constraint_target",
+    "constraint_bound",
+    "confidence_buffer",
+    "Objective",
     "Algorithm",
     "AlgorithmConfig",
     "ApplyResult",
     "ArmStats",
+    "COMPONENTS",
+    "ComponentStats",
     "ConfigError",
     "ContextualBandit",
     "Head",
@@ -87,6 +113,7 @@ __all__ = [
     "algorithm_names",
     "apply_deltas",
     "arm_conflict",
+    "component_values",
     "decay_factor",
     "is_complete",
     "make_algorithm",
@@ -95,4 +122,5 @@ __all__ = [
     "merge_parts",
     "outcome_part",
     "outcome_reward",
+    "reward_weights",
 ]

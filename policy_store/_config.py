@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._errors import ConfigError
+from ._objective import Objective
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
@@ -121,6 +122,7 @@ class PolicyConfig(_Frozen):
     n_features: int = Field(ge=1, le=4096)
     algorithm: AlgorithmConfig = AlgorithmConfig()
     reward: RewardSpec = RewardSpec()
+    objective: Objective = Objective()
     rollout_fraction: float = Field(0.1, ge=0, le=1)
     enabled: bool = True
     shadow: bool = False
@@ -165,6 +167,31 @@ class PolicyConfig(_Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _objective_fits(self) -> PolicyConfig:
+        obj = self.objective
+        if obj.quality_margin is not None and self.baseline_arm is None:
+            raise ValueError(
+                "objective quality_floor with quality_margin compares against the policy's "
+                "baseline_arm: set baseline_arm (e.g. the provider served today) or give an "
+                "absolute quality_floor instead"
+            )
+        if obj.max_cost is not None:
+            cap = self.reward.cost_cap
+            if cap is not None and obj.max_cost >= cap:
+                raise ValueError(
+                    f"objective max_cost {obj.max_cost} is not below reward.cost_cap {cap}: "
+                    "costs count at most cost_cap, so the budget could never bind; lower "
+                    "max_cost or raise cost_cap"
+                )
+            if cap is None and obj.max_cost >= 1.0:
+                raise ValueError(
+                    f"objective max_cost {obj.max_cost} is not below 1, the largest cost without "
+                    "reward.cost_cap: the budget could never bind; lower it, or set cost_cap to "
+                    "give max_cost in dollars"
+                )
+        return self
+
     @property
     def fallback_arm(self) -> str:
         """The arm served when the learned policy cannot be used."""
@@ -175,6 +202,10 @@ class PolicyConfig(_Frozen):
         return make_config({**self.model_dump(), **changes})
 
     def to_json(self) -> str:
+        """The config as JSON; the default (weighted) objective is left out, so that a
+        proxy from before objectives existed still reads a weighted policy's config."""
+        if self.objective == Objective():
+            return self.model_dump_json(exclude={"objective"})
         return self.model_dump_json()
 
     @classmethod

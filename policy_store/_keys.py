@@ -3,7 +3,12 @@ policy lives in one Redis Cluster slot and the Lua apply touches a single slot.
 
     {prefix}:policies                 set of policy names (registry, own slot)
     {prefix}:{name}:config            JSON of PolicyConfig
-    {prefix}:{name}:state             hash: xx:<arm> (d·d f8 LE), b:<arm> (d f8 LE), n:<arm>
+    {prefix}:{name}:state             hash: xx:<arm> (d·d f8 LE), b:<arm> (d f8 LE), n:<arm>,
+                                      y:<arm> component sums (C·d + 2C f8 LE: y row-major,
+                                        then s, then s2; absent before any component data),
+                                      xc:<arm> (d·d f8 LE), nc:<arm>: Gram and weight of the
+                                        component observations, legacy arms only,
+                                      dual: the Lagrange multiplier λ (absent = 0)
     {prefix}:{name}:version           integer, bumped on every apply / reset
     {prefix}:{name}:updated_at        unix seconds of the last change
     {prefix}:{name}:dedupe:<id>       "1" with TTL: decision_id already applied

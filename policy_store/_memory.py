@@ -24,6 +24,7 @@ class InMemoryPolicyStore(PolicyStore):
         self._lock = threading.RLock()
         self._configs: dict[str, PolicyConfig] = {}
         self._states: dict[str, dict[str, ArmStats]] = {}
+        self._duals: dict[str, float] = {}
         self._versions: dict[str, int] = {}
         self._updated: dict[str, float | None] = {}
         self._seen: dict[str, dict[str, float]] = {}
@@ -48,6 +49,7 @@ class InMemoryPolicyStore(PolicyStore):
                 )
             self._configs[config.name] = config
             self._states[config.name] = {}
+            self._duals[config.name] = 0.0
             self._versions[config.name] = 0
             self._updated[config.name] = None
             self._seen[config.name] = {}
@@ -75,6 +77,7 @@ class InMemoryPolicyStore(PolicyStore):
             for d in (
                 self._configs,
                 self._states,
+                self._duals,
                 self._versions,
                 self._updated,
                 self._seen,
@@ -97,12 +100,14 @@ class InMemoryPolicyStore(PolicyStore):
                 arms=dict(self._states[name]),
                 version=self._versions[name],
                 updated_at=self._updated[name],
+                dual=self._duals[name],
             )
 
     def reset(self, name: str) -> int:
         with self._lock:
             self._need(name)
             self._states[name] = {}
+            self._duals[name] = 0.0
             return self._bump(name)
 
     def _bump(self, name: str) -> int:
@@ -111,7 +116,11 @@ class InMemoryPolicyStore(PolicyStore):
         return self._versions[name]
 
     def _apply_deltas(
-        self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
+        self,
+        config: PolicyConfig,
+        decision_ids: Sequence[str],
+        deltas: dict[str, ArmStats],
+        dual_delta: float = 0.0,
     ) -> tuple[int, list[str]]:
         name = config.name
         with self._lock:
@@ -130,4 +139,6 @@ class InMemoryPolicyStore(PolicyStore):
             self._states[name] = apply_deltas(
                 self._states[name], deltas, config.algorithm.forgetting
             )
+            if dual_delta:
+                self._duals[name] = max(0.0, self._duals[name] + dual_delta)
             return self._bump(name), []

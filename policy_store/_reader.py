@@ -11,6 +11,11 @@ later on average; the poll stays as the fallback (and confirms staleness).
 the store is unreachable the last snapshot stays in use and ``staleness``
 grows; callers decide (with the policy's ``max_staleness_seconds``) when it is
 too old.
+
+Snapshots are built with the policy's objective (``build_snapshot``): θ holds the
+objective's estimates at the state's multiplier λ, so ``select`` is the same
+whatever the objective, and a config change (reward weights, objective) is in the
+next snapshot without relearning.
 """
 
 from __future__ import annotations
@@ -24,13 +29,28 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._config import PolicyConfig
+from ._constraint import snapshot_weights
 from ._errors import NoSnapshotError
+from ._state import PolicyState
 from ._store import PolicyStore
 from .bandits import Algorithm, Selection, Snapshot, make_algorithm
 
 log = logging.getLogger(__name__)
 
 WATCH_RETRY_SECONDS = 5.0  # after a failed subscription, poll this long before trying again
+
+
+def build_snapshot(algorithm: Algorithm, config: PolicyConfig, state: PolicyState) -> Snapshot:
+    """The snapshot of ``state`` under ``config``: θ weighted by the objective at the
+    state's λ (``snapshot_weights``); a legacy arm keeps its reward sums under the
+    weighted objective and uses its component sums under a constrained one."""
+    return algorithm.snapshot(
+        state,
+        config.arms,
+        config.n_features,
+        snapshot_weights(config, state),
+        legacy_reward=not config.objective.constrained,
+    )
 
 
 @dataclass(frozen=True)
@@ -160,8 +180,7 @@ class PolicyReader:
                     return False
             state = self.store.read_state(self.policy)
             algo = make_algorithm(head.config.algorithm)
-            snap = algo.snapshot(state, head.config.arms, head.config.n_features)
-            self._install(head.config, algo, snap)
+            self._install(head.config, algo, build_snapshot(algo, head.config, state))
             return True
         except Exception as exc:  # the proxy must keep serving whatever happens here
             self.refresh_errors += 1
@@ -172,7 +191,9 @@ class PolicyReader:
         """Install ``version`` when it is the current snapshot's version plus one ``apply``
         that changed only ``arms`` (the caller's ``ApplyResult.version``): only those arms
         are refactorised, from the store's statistics. Anything else (another version in
-        between, a config change, a new arm) falls back to ``refresh``. Never raises."""
+        between, a config change, a new arm) falls back to ``refresh``; when the
+        objective's weights moved (a constrained objective's λ changed, or the first
+        component sums arrived) the snapshot is rebuilt from that state. Never raises."""
         try:
             view = self._view
             if view is None or view.snapshot.version != version - 1:
@@ -183,13 +204,21 @@ class PolicyReader:
                 head.config is view.config or head.config == view.config
             ):
                 return self.refresh()
+            weights = snapshot_weights(view.config, state)
             snap = view.snapshot
+            if not _same(weights, snap.weights):
+                self._install(
+                    view.config, view.algorithm, build_snapshot(view.algorithm, view.config, state)
+                )
+                return True
             for arm in arms:
                 stats = state.arms.get(arm)
                 if stats is None or arm not in snap.index:
                     return self.refresh()
                 snap = snap.with_arm(arm, stats)
-            snap = replace(snap, version=state.version, updated_at=state.updated_at)
+            snap = replace(
+                snap, version=state.version, updated_at=state.updated_at, dual=state.dual
+            )
             self._install(view.config, view.algorithm, snap)
             return True
         except Exception as exc:  # same contract as refresh: the proxy keeps serving
@@ -248,3 +277,10 @@ class PolicyReader:
                 f"({view.snapshot.d},) — fix the feature function or the policy's n_features"
             )
         return view.algorithm.select(view.snapshot, x, self._rng, offered)
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two optional weight vectors are equal."""
+    if a is None or b is None:
+        return a is None and b is None
+    return a.tolist() == b.tolist()  # C floats: cheaper than numpy's comparison

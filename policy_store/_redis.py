@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from ._components import ComponentStats
 from ._config import PolicyConfig
 from ._errors import (
     ConfigError,
@@ -194,12 +195,19 @@ class RedisPolicyStore(PolicyStore):
             arm = field[2:]
             try:
                 arms[arm] = ArmStats.from_bytes(
-                    fields[f"xx:{arm}"], fields[f"b:{arm}"], fields[field], d
+                    fields[f"xx:{arm}"],
+                    fields[f"b:{arm}"],
+                    fields[field],
+                    d,
+                    _components(fields, arm, d),
                 )
             except (KeyError, InvalidDeltaError):
                 continue  # a half-written or foreign field: ignore, never guess
         return PolicyState(
-            arms=arms, version=int(raw_v or 0), updated_at=float(raw_t) if raw_t else None
+            arms=arms,
+            version=int(raw_v or 0),
+            updated_at=float(raw_t) if raw_t else None,
+            dual=float(fields.get("dual") or 0.0),
         )
 
     def watch(self, name: str) -> _ChannelWatch:
@@ -218,7 +226,11 @@ class RedisPolicyStore(PolicyStore):
         return int(version)
 
     def _apply_deltas(
-        self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
+        self,
+        config: PolicyConfig,
+        decision_ids: Sequence[str],
+        deltas: dict[str, ArmStats],
+        dual_delta: float = 0.0,
     ) -> tuple[int, list[str]]:
         k = self.keys(config.name)
         keys = [k.config, k.state, k.version, k.updated_at, *(k.dedupe(i) for i in decision_ids)]
@@ -227,12 +239,18 @@ class RedisPolicyStore(PolicyStore):
             repr(float(self._clock())),
             k.channel,
             config.n_features,
+            repr(float(dual_delta)),
             len(deltas),
         ]
         gamma = config.algorithm.forgetting
         for arm, delta in deltas.items():
             factor = decay_factor(gamma, delta.n)  # apply.lua: new = old·factor + delta
             args += [arm, repr(factor), repr(delta.n), delta.xx_bytes(), delta.b_bytes()]
+            c = delta.components
+            if c is None:
+                args += [b"", b"", ""]
+            else:
+                args += [c.blob(), c.xx_bytes(), "" if c.n is None else repr(c.n)]
         try:
             res = self.run(self._apply_script, keys=keys, args=args)
         except UnknownPolicyError as exc:  # the script found no config: name the policy
@@ -241,6 +259,15 @@ class RedisPolicyStore(PolicyStore):
         if tag == "dup":
             return 0, [decision_ids[int(i) - 1] for i in res[1:]]
         return int(res[1]), []
+
+
+def _components(fields: dict[str, bytes], arm: str, d: int) -> ComponentStats | None:
+    """An arm's component sums from the state hash (``y:``, and ``xc:``/``nc:`` for a
+    legacy arm; see ``_keys``), or None when it has none."""
+    blob = fields.get(f"y:{arm}")
+    if blob is None:
+        return None
+    return ComponentStats.from_bytes(blob, d, fields.get(f"xc:{arm}"), fields.get(f"nc:{arm}"))
 
 
 class _ChannelWatch:

@@ -8,13 +8,14 @@ and tests/integration/test_update_rule.py for the statistics update rule):
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._config import PolicyConfig
-from ._errors import ConfigError, UnknownArmError
+from ._errors import ConfigError, InvalidDeltaError, UnknownArmError
 from ._state import ArmStats, Observation, PolicyState, aggregate
 
 
@@ -107,20 +108,35 @@ class PolicyStore(ABC):
 
     @abstractmethod
     def _apply_deltas(
-        self, config: PolicyConfig, decision_ids: Sequence[str], deltas: dict[str, ArmStats]
+        self,
+        config: PolicyConfig,
+        decision_ids: Sequence[str],
+        deltas: dict[str, ArmStats],
+        dual_delta: float = 0.0,
     ) -> tuple[int, list[str]]:
         """Atomically: if any decision_id was already applied, change nothing and return them;
-        else mark all as applied, add the deltas (with forgetting), bump and publish the version.
+        else mark all as applied, add the deltas (with forgetting), move the multiplier
+        (λ ← max(0, λ + dual_delta)), bump and publish the version.
         Returns (version, duplicates)."""
 
-    def apply(self, name: str, observations: Iterable[Observation]) -> ApplyResult:
+    def apply(
+        self, name: str, observations: Iterable[Observation], *, dual_delta: float = 0.0
+    ) -> ApplyResult:
         """Add a batch of rewarded decisions exactly once.
 
         Decision ids already applied (now or in an earlier batch, within the
         dedupe TTL) are skipped; the rest are added in one atomic step. A batch
         with an unknown arm, the wrong feature length or a non-finite number is
         refused whole (``UnknownArmError`` / ``InvalidDeltaError``) and changes nothing.
+
+        ``dual_delta`` moves the policy's Lagrange multiplier, λ ← max(0, λ + dual_delta),
+        in the same atomic step as the statistics. The caller computes it from the
+        observations it passes: when none of them is new (all duplicates, or an empty
+        batch) λ does not move; when some were duplicates, the delta is still applied
+        once, with the fresh part (the store cannot split it by observation).
         """
+        if not math.isfinite(dual_delta):
+            raise InvalidDeltaError("dual_delta must be a finite number; nothing was applied")
         config = self.get_config(name)
         unique: dict[str, Observation] = {}
         in_batch_dupes = 0
@@ -140,7 +156,8 @@ class PolicyStore(ABC):
             if not pending:
                 version = self.version(name)
                 break
-            version, dups = self._apply_deltas(config, [o.decision_id for o in pending], deltas)
+            ids = [o.decision_id for o in pending]
+            version, dups = self._apply_deltas(config, ids, deltas, dual_delta)
             if not dups:
                 break
             already.update(dups)

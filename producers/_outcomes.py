@@ -6,7 +6,8 @@ It remembers decisions for two reasons:
   outcome by (feature vector, provider) instead of decision id: the oldest unreported
   decision with that key is matched (FIFO);
 * in-process learning (a ``learner`` is given): every decision waits here until its
-  outcome is complete, then one observation is learnt.
+  outcome is complete, then one observation is learnt (its reward and its
+  ``policy_store.component_values``, which a constrained objective needs).
 
 In-process, outcome parts follow the same rule as the stream join
 (``policy_store.merge_parts`` and ``is_complete``): a part that repeats what is known
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from policy_store import RewardSpec, is_complete, merge_parts, outcome_reward
+from policy_store import RewardSpec, is_complete, merge_parts
 
 from ._decision import new_decision_id
 
@@ -34,13 +35,14 @@ log = logging.getLogger(__name__)
 
 
 class Learner(Protocol):
-    """Learns rewarded observations in this process (``InProcessSource``)."""
+    """Learns complete outcomes in this process (``InProcessSource``): their reward and
+    component values under ``spec``."""
 
     @property
     def spec(self) -> RewardSpec: ...
 
     def learn(
-        self, decision_id: str, arm: str, features: Sequence[float], reward: float
+        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
     ) -> int: ...
 
 
@@ -153,7 +155,7 @@ class OutcomeTracker:
             if is_complete(spec, merged) is None:
                 return True
             self._forget(decision_id, pending)
-        learner.learn(decision_id, pending.arm, pending.features, outcome_reward(spec, merged))
+        learner.learn(decision_id, pending.arm, pending.features, merged)
         return True
 
     def learn_unmatched(
@@ -164,6 +166,5 @@ class OutcomeTracker:
         if learner is None:
             self.unmatched += 1
             return False
-        reward = outcome_reward(learner.spec, outcome)
-        learner.learn(new_decision_id(), provider, features, reward)
+        learner.learn(new_decision_id(), provider, features, outcome)
         return True

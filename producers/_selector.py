@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from policy_store import (
     AlgorithmConfig,
     NoSnapshotError,
+    Objective,
     PolicyConfig,
     PolicyReader,
     ReaderView,
@@ -68,6 +69,11 @@ class ProviderSelector:
     ``max_staleness_seconds``, the policy's ``fallback_arm`` is served (cohort
     ``baseline``); ``SafeProviderSelector`` adds a baseline object and the rollout.
 
+    In-process, ``objective`` (``policy_store.Objective``; default: the weighted reward of
+    ``reward_spec``) and ``baseline_arm`` (the provider served today; needed by a quality
+    floor given as a margin, and the fallback) go into the policy's config, e.g.
+    ``objective=Objective(kind="quality_floor", quality_margin=0.01), baseline_arm="gpt-4"``.
+
     >>> selector = ProviderSelector(seed=0)
     >>> p = selector.select_provider({"prompt": "Quick test", "priority": "speed"})
     >>> p in ("gpt-4", "claude-3", "llama")
@@ -94,6 +100,8 @@ class ProviderSelector:
         warm_start: int = 1,
         max_pending: int = 100_000,
         owns_reader: bool = False,
+        objective: Objective | None = None,
+        baseline_arm: str | None = None,
     ) -> None:
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._feature_fn: Callable[[Mapping[str, Any]], Sequence[float]] = (
@@ -108,6 +116,9 @@ class ProviderSelector:
         if isinstance(algorithm, str):
             algorithm = AlgorithmConfig(name=algorithm)
         self._source: InProcessSource | StreamingSource
+        if reader is not None and (objective is not None or baseline_arm is not None):
+            msg = "objective and baseline_arm are in-process options; in streaming mode"
+            raise TypeError(f"{msg} they are fields of the policy config (update_config)")
         if reader is None:
             self.providers = self.providers or DEFAULT_PROVIDERS
             d = n_features or (None if feature_fn is not None else N_DEFAULT_FEATURES)
@@ -118,6 +129,8 @@ class ProviderSelector:
                 reward=reward_spec,
                 algorithm=algorithm,
                 rollout_fraction=self._in_process_rollout_fraction(),
+                objective=objective,
+                baseline_arm=baseline_arm,
             )
             self._source = InProcessSource(policy, make, self._feature_fn, d)
         else:

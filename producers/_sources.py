@@ -8,12 +8,17 @@
   learnt outcome or a config change is in the very next ``select``; after a learnt
   outcome only the arm it changed is refactorised (``PolicyReader.refresh_applied``). It is its own
   ``learner``: observations go through the store's ``apply`` (the same statistics
-  update as every store). With a user feature function and no ``n_features`` the
-  policy is created at first use, sized by that request's feature vector.
+  update as every store), with their outcome components; under a constrained
+  objective each one also moves the multiplier λ by ``policy_store.dual_delta``
+  (computed on the snapshot the decision was learnt into, atomically with the
+  observation), and the reader rebuilds θ at the new λ. With a user feature
+  function and no ``n_features`` the policy is created at first use, sized by that
+  request's feature vector.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,12 +26,17 @@ from typing import Any
 from policy_store import (
     AlgorithmConfig,
     InMemoryPolicyStore,
+    Objective,
     Observation,
     PolicyConfig,
     PolicyReader,
     ReaderView,
     RewardSpec,
+    component_values,
+    constraint_status,
+    dual_delta,
     make_config,
+    outcome_reward,
 )
 
 from ._features import FeatureFn, check_vector
@@ -47,6 +57,8 @@ def in_process_config(
     reward: RewardSpec | None = None,
     algorithm: AlgorithmConfig | None = None,
     rollout_fraction: float = 1.0,
+    objective: Objective | None = None,
+    baseline_arm: str | None = None,
 ) -> PolicyConfig:
     """The config of an in-process policy (``IN_PROCESS_ALGORITHM`` unless one is given)."""
     return make_config(
@@ -55,8 +67,20 @@ def in_process_config(
         n_features=n_features,
         algorithm=algorithm or IN_PROCESS_ALGORITHM,
         reward=reward or RewardSpec(),
+        objective=objective or Objective(),
+        baseline_arm=baseline_arm,
         rollout_fraction=rollout_fraction,
     )
+
+
+def _dual_delta(config: PolicyConfig, snap: Any, components: tuple[float, ...]) -> float:
+    """λ's step for one outcome under ``config``'s objective (0: weighted, or no target yet)."""
+    if not config.objective.constrained:
+        return 0.0
+    status = constraint_status(config, snap)
+    if status is None or not math.isfinite(status.bound):
+        return 0.0
+    return dual_delta(config.objective, status.bound, [components])
 
 
 class StreamingSource:
@@ -137,9 +161,12 @@ class InProcessSource:
         """The policy's reward spec."""
         return self._ensure(None).view.config.reward
 
-    def learn(self, decision_id: str, arm: str, features: Sequence[float], reward: float) -> int:
-        """Apply one rewarded observation through the store, then refresh only that arm of
-        the snapshot; the new version."""
+    def learn(
+        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
+    ) -> int:
+        """Learn one merged outcome: its reward and ``policy_store.component_values`` go
+        through the store's ``apply``, which under a constrained objective also moves λ;
+        then the snapshot is refreshed (only that arm when λ did not move). The new version."""
         reader = self._ensure(None)
         config = reader.view.config
         if arm not in config.arms:
@@ -147,9 +174,20 @@ class InProcessSource:
                 f"provider {arm!r} is not one of the policy's providers {list(config.arms)}; "
                 "add it first"
             )
-        obs = Observation(decision_id, arm, tuple(features), float(reward))
+        spec = config.reward
+        components = component_values(
+            spec,
+            quality=outcome.get("quality"),
+            cost=outcome.get("cost"),
+            latency=outcome.get("latency"),
+            error=bool(outcome.get("error")),
+        )
+        reward = outcome_reward(spec, outcome)
+        obs = Observation(decision_id, arm, tuple(features), reward, components=components)
         with self._lock:  # apply and refresh together: a later version is never replaced
-            version = self.store.apply(config.name, [obs]).version
+            view = reader.view
+            delta = _dual_delta(view.config, view.snapshot, components)
+            version = self.store.apply(view.config.name, [obs], dual_delta=delta).version
             reader.refresh_applied((arm,), version)
         return version
 

@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._state import ArmStats, PolicyState
+from ._component_arrays import (
+    ComponentArrays,
+    component_theta,
+    fitted_gram,
+    inverses,
+    pooled_mean,
+    row,
+    weight_vector,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,17 @@ class Snapshot:
     instead of from reward 0, which removes the pessimistic bias that makes a
     zero prior under-explore. With data, each arm's own evidence dominates.
     ``pooled=False`` gives the textbook θ_a = A_a⁻¹ b_a.
+
+    **Objective weights** (``weights``, (C,) over ``COMPONENTS``; None = the reward sums
+    ``b``): θ is computed exactly as above from b_a = Σ_c weights_c·y_{a,c} (the arm's
+    component sums), so the selection path is the same and θ, ``stacked`` hold the
+    objective's estimates. A legacy arm (data from before components) keeps its reward
+    sums ``b`` when ``legacy_reward`` (right for the weighted objective: today's θ);
+    otherwise (constrained objectives) its θ, A⁻¹ and factor come from its component
+    observations only, A = λI + ``comp_xx``. ``components`` (K, C, d) is θ per component
+    (pooled like θ), for monitoring and for the objective's own estimates; ``comp_s``,
+    ``comp_s2`` (K, C) and ``comp_n`` (K,) are the scalar sums Σw·v, Σw·v², Σw of each
+    arm's component observations, ``dual`` the policy's Lagrange multiplier λ.
     """
 
     arms: tuple[str, ...]
@@ -74,6 +94,20 @@ class Snapshot:
     prior: np.ndarray | None = None
     ridge: float = 1.0
     pooled: bool = True
+    #: the objective's component weights (C,), None when θ comes from ``b``
+    weights: np.ndarray | None = None
+    legacy_reward: bool = True
+    #: θ per component (K, C, d)
+    components: np.ndarray | None = None
+    #: component sums: y (K, C, d), s and s2 (K, C), the Gram (K, d, d) and weight (K,)
+    #: of each arm's component observations, and which arms are legacy (K,)
+    comp_y: np.ndarray | None = None
+    comp_s: np.ndarray | None = None
+    comp_s2: np.ndarray | None = None
+    comp_xx: np.ndarray | None = None
+    comp_n: np.ndarray | None = None
+    legacy: np.ndarray | None = None
+    dual: float = 0.0
 
     @classmethod
     def build(
@@ -84,33 +118,51 @@ class Snapshot:
         ridge: float,
         *,
         pooled: bool = True,
+        weights: np.ndarray | Sequence[float] | None = None,
+        legacy_reward: bool = True,
     ) -> Snapshot:
-        """Precompute θ and A⁻¹ for every arm, A = ridge·I + xx (arms without data: prior)."""
+        """Precompute θ and A⁻¹ for every arm, A = ridge·I + xx (arms without data: prior);
+        with ``weights``, θ of the objective they weigh the components with (see above)."""
         K = len(arms)
         xx = np.zeros((K, d, d))
         b = np.zeros((K, d))
         n = np.zeros(K)
+        comp = ComponentArrays.zeros(K, d)
         for k, arm in enumerate(arms):
             st = state.arms.get(arm)
             if st is not None:
                 xx[k], b[k], n[k] = st.xx, st.b, st.n
-        a_inv, chol = _inverses(xx, ridge)
+                comp.put(k, st)
+        w = weight_vector(weights)
+        a_inv, chol = inverses(fitted_gram(xx, comp, w, legacy_reward), ridge)
         return cls._frozen(
-            tuple(arms), d, xx, b, a_inv, chol, n, ridge, pooled, state.version, state.updated_at
+            tuple(arms),
+            d,
+            (xx, b, a_inv, chol, n),
+            comp,
+            ridge,
+            pooled,
+            (w, legacy_reward, state.dual, state.version, state.updated_at),
         )
 
     @classmethod
-    def _frozen(
-        cls, arms, d, xx, b, a_inv, chol, n, ridge, pooled, version, updated_at
-    ) -> Snapshot:
-        if pooled and len(arms) > 0:
-            A = ridge * np.eye(d) + xx.sum(axis=0)
-            prior = np.linalg.solve(0.5 * (A + A.T), b.sum(axis=0))
-        else:
-            prior = np.zeros(d)
-        theta = np.einsum("kij,kj->ki", a_inv, b + ridge * prior)
+    def _frozen(cls, arms, d, stats, comp, ridge, pooled, meta) -> Snapshot:
+        xx, b, a_inv, chol, n = stats
+        weights, legacy_reward, dual, version, updated_at = meta
+        gram, b_used = xx, b
+        if weights is not None:
+            gram = fitted_gram(xx, comp, weights, legacy_reward)
+            b_used = np.einsum("c,kcj->kj", weights, comp.y)
+            if legacy_reward and comp.legacy.any():
+                b_used[comp.legacy] = b[comp.legacy]
+        prior = pooled_mean(gram, b_used, ridge) if pooled and len(arms) > 0 else np.zeros(d)
+        theta = np.einsum("kij,kj->ki", a_inv, b_used + ridge * prior)
         stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
-        for arr in (theta, a_inv, chol, n, stacked, xx, b, prior):
+        components = component_theta(
+            comp, a_inv, ridge, pooled, weights is not None and not legacy_reward
+        )
+        frozen = (theta, a_inv, chol, n, stacked, xx, b, prior, components, *comp.arrays())
+        for arr in frozen + (() if weights is None else (weights,)):
             arr.setflags(write=False)
         return cls(
             arms=arms,
@@ -128,15 +180,26 @@ class Snapshot:
             prior=prior,
             ridge=float(ridge),
             pooled=pooled,
+            weights=weights,
+            legacy_reward=legacy_reward,
+            components=components,
+            comp_y=comp.y,
+            comp_s=comp.s,
+            comp_s2=comp.s2,
+            comp_xx=comp.xx,
+            comp_n=comp.n,
+            legacy=comp.legacy,
+            dual=float(dual),
         )
 
     def with_arm(self, arm: str, stats: ArmStats, ridge: float | None = None) -> Snapshot:
         """A new snapshot where ``arm`` (added at the end when new) has ``stats``.
 
         Only that arm's matrices are refactorised (plus the pooled prior), which
-        keeps in-process learning (``ContextualBandit.update``) cheap.
+        keeps in-process learning (``ContextualBandit.update``) cheap. Component sums,
+        weights, λ and the version are kept.
         """
-        if self.xx is None or self.b is None:
+        if self.xx is None or self.b is None or self.comp_y is None:
             raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
         ridge = self.ridge if ridge is None else float(ridge)
         if ridge != self.ridge:
@@ -144,30 +207,25 @@ class Snapshot:
         k = self.index.get(arm)
         arrays = [self.xx, self.b, self.a_inv, self.chol, self.n]
         arms = self.arms
+        comp = ComponentArrays(
+            self.comp_y, self.comp_s, self.comp_s2, self.comp_xx, self.comp_n, self.legacy
+        )
         if k is None:
             k = len(self.arms)
             arms = (*self.arms, arm)
             arrays = [np.concatenate([a, np.zeros((1, *a.shape[1:]))]) for a in arrays]
+            comp = comp.copy(grow=True)
         else:
             arrays = [a.copy() for a in arrays]
+            comp = comp.copy()
         xx, b, a_inv, chol, n = arrays
         xx[k], b[k], n[k] = stats.xx, stats.b, stats.n
-        inv, c = _inverses(xx[k : k + 1], ridge)
+        comp.put(k, stats)
+        gram = fitted_gram(xx[k : k + 1], row(comp, k), self.weights, self.legacy_reward)
+        inv, c = inverses(gram, ridge)
         a_inv[k], chol[k] = inv[0], c[0]
-        return self._frozen(
-            arms, self.d, xx, b, a_inv, chol, n, ridge, self.pooled, self.version, self.updated_at
-        )
-
-
-def _inverses(xx: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """A⁻¹ and C with C·Cᵀ = A⁻¹ for a stack of A = ridge·I + xx (Cholesky, batched)."""
-    d = xx.shape[-1]
-    A = ridge * np.eye(d) + xx
-    A = 0.5 * (A + np.swapaxes(A, -1, -2))
-    L = np.linalg.cholesky(A)
-    L_inv = np.linalg.inv(L)
-    C = np.swapaxes(L_inv, -1, -2)
-    return C @ L_inv, C
+        meta = (self.weights, self.legacy_reward, self.dual, self.version, self.updated_at)
+        return self._frozen(arms, self.d, (xx, b, a_inv, chol, n), comp, ridge, self.pooled, meta)
 
 
 def draw(p: np.ndarray | list[float], u: float) -> int:
@@ -255,9 +313,26 @@ class Algorithm(ABC):
         self.forgetting = float(forgetting)
         self.pooled = bool(pooled)
 
-    def snapshot(self, state: PolicyState, arms: Sequence[str], d: int) -> Snapshot:
-        """Precompute what ``select`` needs from ``state`` (see ``Snapshot``)."""
-        return Snapshot.build(state, arms, d, self.ridge, pooled=self.pooled)
+    def snapshot(
+        self,
+        state: PolicyState,
+        arms: Sequence[str],
+        d: int,
+        weights: np.ndarray | Sequence[float] | None = None,
+        *,
+        legacy_reward: bool = True,
+    ) -> Snapshot:
+        """Precompute what ``select`` needs from ``state`` (see ``Snapshot``); ``weights``:
+        the objective's component weights (None: θ from the reward sums, as always)."""
+        return Snapshot.build(
+            state,
+            arms,
+            d,
+            self.ridge,
+            pooled=self.pooled,
+            weights=weights,
+            legacy_reward=legacy_reward,
+        )
 
     @abstractmethod
     def _distribution(

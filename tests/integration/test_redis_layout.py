@@ -34,6 +34,40 @@ def test_keys_share_one_hash_tag_and_state_is_float64_bytes(redis_store, redis_c
     assert redis_client.get(f"{key_prefix}:{{route}}:config").startswith(b"{")
 
 
+def test_component_sums_and_multiplier_layout(redis_store, redis_client, key_prefix):
+    redis_store.create(make_config(name="comp", arms=["x", "y"], n_features=2))
+    state_key = f"{key_prefix}:{{comp}}:state"
+    redis_store.apply("comp", [Observation("d0", "y", (1.0, 1.0), 0.5)])  # before components
+    values = (0.75, 0.25, 0.5, 0.0, 1.0)
+    obs = [
+        Observation("d1", "x", (1.0, 2.0), 0.5, 1.0, values),
+        Observation("d2", "y", (1.0, 0.0), 0.5, 2.0, values),
+    ]
+    redis_store.apply("comp", obs, dual_delta=0.5)
+    raw = np.frombuffer(redis_client.hget(state_key, "y:x"), "<f8")
+    C = 5
+    assert raw.size == C * 2 + 2 * C  # y (C, d) row-major, then s, then s2
+    np.testing.assert_array_equal(raw[: 2 * C].reshape(C, 2), np.outer(values, [1.0, 2.0]))
+    np.testing.assert_array_equal(raw[2 * C : 3 * C], values)
+    np.testing.assert_array_equal(raw[3 * C :], np.square(values))
+    # x has no legacy Gram; y (data from before components) has one, of d2 only
+    assert redis_client.hget(state_key, "xc:x") is None
+    xc = np.frombuffer(redis_client.hget(state_key, "xc:y"), "<f8")
+    np.testing.assert_array_equal(xc, [2.0, 0.0, 0.0, 0.0])
+    assert redis_client.hget(state_key, "nc:y") == b"2"
+    assert redis_client.hget(state_key, "dual") == b"0.5"
+
+
+def test_state_written_before_components_reads_as_none_and_zero(redis_store, redis_client):
+    """A state hash with only xx/b/n fields (older writers) has no component sums, λ = 0."""
+    redis_store.create(make_config(name="old", arms=["x"], n_features=1))
+    k = redis_store.keys("old")
+    redis_client.hset(k.state, mapping={"xx:x": np.array([4.0]).tobytes(), "b:x": b"\0" * 8})
+    redis_client.hset(k.state, "n:x", "4")
+    st = redis_store.read_state("old")
+    assert st.dual == 0.0 and st.arms["x"].components is None and st.arms["x"].n == 4.0
+
+
 def test_version_published_on_channel(redis_store, redis_client):
     redis_store.create(make_config(name="pub", arms=["x"], n_features=1))
     ps = redis_client.pubsub()

@@ -117,6 +117,53 @@ def test_invalid_delta_refused_and_changes_nothing(store):
     assert store.apply("p", [_obs(2)]).applied == 1
 
 
+def test_multiplier_moves_with_the_batch_and_stays_non_negative(store):
+    store.create(_cfg())
+    assert store.read_state("p").dual == 0.0
+    store.apply("p", [_obs(1)], dual_delta=0.25)
+    assert store.read_state("p").dual == 0.25
+    store.apply("p", [_obs(2)], dual_delta=-1.0)  # projected: λ ≥ 0
+    assert store.read_state("p").dual == 0.0
+    store.apply("p", [_obs(3)], dual_delta=0.5)
+    # a batch of duplicates only moves nothing; a partly duplicate one moves λ once
+    res = store.apply("p", [_obs(3)], dual_delta=7.0)
+    assert res.applied == 0 and store.read_state("p").dual == 0.5
+    res = store.apply("p", [_obs(3), _obs(4)], dual_delta=0.125)
+    assert res.applied == 1 and store.read_state("p").dual == 0.625
+    assert store.apply("p", [], dual_delta=1.0).applied == 0
+    assert store.read_state("p").dual == 0.625
+    with pytest.raises(InvalidDeltaError, match="dual_delta"):
+        store.apply("p", [_obs(5)], dual_delta=float("nan"))
+    assert store.read_state("p").dual == 0.625
+    store.reset("p")  # forgets the multiplier with the statistics
+    assert store.read_state("p").dual == 0.0
+
+
+def test_component_sums_are_stored_and_read_back(store):
+    store.create(_cfg())
+    values = (0.9, 0.2, 0.4, 0.0, 1.0)
+    legacy = [_obs(1), _obs(2, "b")]  # learnt before components
+    store.apply("p", legacy)
+    with_c = [
+        Observation("d3", "a", (0.5, 1.0, 2.0), 0.1, 1.0, values),
+        Observation("d4", "c", (1.0, 0.0, 1.0), 0.3, 0.5, values),
+    ]
+    store.apply("p", with_c)
+    st = store.read_state("p").arms
+    expected = {arm: aggregate(legacy, 3)[arm] for arm in ("a", "b")}
+    for arm, delta in aggregate(with_c, 3).items():
+        expected[arm] = expected[arm].updated(delta) if arm in expected else delta
+    assert st["b"].components is None  # never had component data
+    assert st["a"].components.legacy and not st["c"].components.legacy
+    for arm in ("a", "c"):
+        for name in ("y", "s", "s2"):
+            np.testing.assert_allclose(
+                getattr(st[arm].components, name), getattr(expected[arm].components, name)
+            )
+    np.testing.assert_allclose(st["a"].components.xx, aggregate(with_c[:1], 3)["a"].xx)
+    assert st["a"].components.n == 1.0
+
+
 def test_apply_to_unknown_policy(store):
     with pytest.raises(UnknownPolicyError):
         store.apply("ghost", [_obs(1)])

@@ -13,6 +13,7 @@ MODULES = [
     "policy_store.bandits.thompson",
     "policy_store._compat",
     "policy_store._state",
+    "policy_store._components",
     "policy_store.simulator",
 ]
 

@@ -1,0 +1,130 @@
+"""The linear algebra of a ``Snapshot``: batched inverses, the pooled prior mean, the
+per-arm component sums stacked over arms, the Gram matrix θ is fitted with under an
+objective, and θ per component.
+
+Pure numpy; ``Snapshot.build`` / ``with_arm`` / ``_frozen`` (``_base``) are the only users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._components import COMPONENTS, N_COMPONENTS
+from .._state import ArmStats
+
+
+def inverses(xx: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """A⁻¹ and C with C·Cᵀ = A⁻¹ for a stack of A = ridge·I + xx (Cholesky, batched)."""
+    d = xx.shape[-1]
+    A = ridge * np.eye(d) + xx
+    A = 0.5 * (A + np.swapaxes(A, -1, -2))
+    L = np.linalg.cholesky(A)
+    L_inv = np.linalg.inv(L)
+    C = np.swapaxes(L_inv, -1, -2)
+    return C @ L_inv, C
+
+
+class ComponentArrays:
+    """Per-arm component sums stacked over arms (mutable while a snapshot is being built).
+
+    ``xx``/``n`` are the Gram matrix and weight of each arm's component observations (the
+    arm's own for a non-legacy arm); ``legacy`` marks arms with data the sums do not cover.
+    """
+
+    def __init__(self, y, s, s2, xx, n, legacy) -> None:
+        self.y, self.s, self.s2, self.xx, self.n, self.legacy = y, s, s2, xx, n, legacy
+
+    @classmethod
+    def zeros(cls, K: int, d: int) -> ComponentArrays:
+        C = N_COMPONENTS
+        return cls(
+            np.zeros((K, C, d)),
+            np.zeros((K, C)),
+            np.zeros((K, C)),
+            np.zeros((K, d, d)),
+            np.zeros(K),
+            np.zeros(K, dtype=bool),
+        )
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.y, self.s, self.s2, self.xx, self.n, self.legacy]
+
+    def copy(self, grow: bool = False) -> ComponentArrays:
+        """A writable copy, with one more (zero) arm when ``grow``."""
+        if grow:
+            return ComponentArrays(
+                *(np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)]) for a in self.arrays())
+            )
+        return ComponentArrays(*(a.copy() for a in self.arrays()))
+
+    def put(self, k: int, st: ArmStats) -> None:
+        """Row ``k`` from one arm's statistics."""
+        c = st.components
+        if c is None:
+            self.y[k], self.s[k], self.s2[k], self.xx[k], self.n[k] = 0.0, 0.0, 0.0, 0.0, 0.0
+            self.legacy[k] = st.n > 0
+        elif c.xx is None:
+            self.y[k], self.s[k], self.s2[k], self.xx[k], self.n[k] = c.y, c.s, c.s2, st.xx, st.n
+            self.legacy[k] = False
+        else:
+            self.y[k], self.s[k], self.s2[k], self.xx[k], self.n[k] = c.y, c.s, c.s2, c.xx, c.n
+            self.legacy[k] = True
+
+
+def weight_vector(weights: np.ndarray | Sequence[float] | None) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.array(weights, dtype=np.float64, copy=True)
+    if w.shape != (N_COMPONENTS,) or not np.isfinite(w).all():
+        raise ValueError(
+            f"weights must be {N_COMPONENTS} finite numbers, one per component "
+            f"{COMPONENTS}; got shape {w.shape}"
+        )
+    return w
+
+
+def row(comp: ComponentArrays, k: int) -> ComponentArrays:
+    return ComponentArrays(*(a[k : k + 1] for a in comp.arrays()))
+
+
+def fitted_gram(
+    xx: np.ndarray, comp: ComponentArrays, weights: np.ndarray | None, legacy_reward: bool
+) -> np.ndarray:
+    """The Gram matrix θ is fitted with, per arm: the arm's own, or for a legacy arm whose
+    θ comes from its component sums the Gram of its component observations."""
+    if weights is None or legacy_reward or not comp.legacy.any():
+        return xx
+    return np.where(comp.legacy[:, None, None], comp.xx, xx)
+
+
+def pooled_mean(gram: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
+    """θ̄ = (λI + Σ gram)⁻¹ Σ b; ``b`` may have extra trailing columns-as-rows (C, d)."""
+    d = gram.shape[-1]
+    A = ridge * np.eye(d) + gram.sum(axis=0)
+    return np.linalg.solve(0.5 * (A + A.T), b.sum(axis=0).T).T
+
+
+def component_theta(
+    comp: ComponentArrays,
+    a_inv: np.ndarray,
+    ridge: float,
+    pooled: bool,
+    legacy_on_components: bool,
+) -> np.ndarray:
+    """θ per arm and component (K, C, d) from the component sums (pooled like θ).
+
+    ``a_inv`` are the snapshot's inverses; they are those of the component Gram for every
+    arm except legacy arms whose θ keeps the reward sums (``legacy_on_components`` False),
+    which get their own inverse here."""
+    K, C, d = comp.y.shape
+    if not comp.n.any():  # no component observations anywhere: nothing to estimate
+        return np.zeros((K, C, d))
+    ac_inv = a_inv
+    other = comp.legacy if not legacy_on_components else np.zeros(K, dtype=bool)
+    if other.any():  # legacy arms whose A⁻¹ above is not that of their component Gram
+        ac_inv = a_inv.copy()
+        ac_inv[other] = inverses(comp.xx[other], ridge)[0]
+    prior = pooled_mean(comp.xx, comp.y, ridge) if pooled else np.zeros((C, d))
+    return np.einsum("kij,kcj->kci", ac_inv, comp.y + ridge * prior)
