@@ -1,10 +1,15 @@
 """Learning quality: regret per round of the default ContextualBandit against peers.
 
 Every learner faces exactly the same streams (contexts and every arm's noisy
-reward are drawn up front by ``policy_store.simulator.LinearSimulator``), over
-several seeds and simulator settings. Regret of a round = best expected reward
-for its context − expected reward of the served arm; "reward" below is the
-expected reward of the served arm (noise removed, so numbers are comparable).
+reward are drawn up front), over several seeds, in two groups of settings: the
+linear simulator (``policy_store.simulator.LinearSimulator``: linear, stationary)
+and routing worlds (``benchmarks/_worlds.py``: five LLM providers, reward = the
+default weights of quality, cost and latency, in [0, 1]; misspecified for a linear
+model — request type × provider × length interactions, saturating cost,
+heavy-tailed latency — and drifting: a price cut, a quality regression). Regret of
+a round = best expected reward for its context − expected reward of the served
+arm; "reward" below is the expected reward of the served arm (noise removed, so
+numbers are comparable).
 
     python benchmarks/bench_learning.py                     # default comparison
     python benchmarks/bench_learning.py --out docs/learning.md
@@ -30,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _output import emit  # noqa: E402
 from _peers import PEERS, Factory, Ours, Uniform  # noqa: E402
+from _worlds import WORLDS, World  # noqa: E402
 
 from policy_store import AlgorithmConfig, LinearThompson, LinUCB, make_algorithm  # noqa: E402
 from policy_store.simulator import LinearSimulator, Stream  # noqa: E402
@@ -75,9 +81,36 @@ def _settings() -> dict[str, Setting]:
     return out
 
 
+@dataclass(frozen=True)
+class WorldSetting:
+    """A routing world (``_worlds``) as a setting: the scalar reward of its default spec."""
+
+    name: str
+    world: World
+
+    @property
+    def n_arms(self) -> int:
+        return self.world.n_arms
+
+    @property
+    def n_features(self) -> int:
+        return self.world.n_features
+
+    def stream(self, rounds: int, seed: int) -> Stream:
+        return self.world.stream(rounds, seed)
+
+
+AnySetting = Setting | WorldSetting
+
 #: Three sizes and noise levels, each with independent arms (rho=0) and with arms
 #: whose context effects are correlated (rho=0.5, as LLM providers' are).
-SETTINGS: dict[str, Setting] = _settings()
+LINEAR: dict[str, Setting] = _settings()
+#: The routing worlds: near-linear, misspecified, and two drifting ones.
+ROUTING: dict[str, WorldSetting] = {
+    f"routing-{name}": WorldSetting(f"routing-{name}", world) for name, world in WORLDS.items()
+}
+SETTINGS: dict[str, AnySetting] = {**LINEAR, **ROUTING}
+GROUPS = {"Linear simulator": LINEAR, "Routing worlds": ROUTING}
 
 
 def run(learner, stream: Stream) -> np.ndarray:
@@ -109,7 +142,9 @@ class Result:
 _FACTORIES: dict[str, Factory] = {}
 
 
-def _run_task(task: tuple[Setting, int, int]) -> list[tuple[str, str, float, float, float]]:
+def _run_task(
+    task: tuple[AnySetting, int, int],
+) -> list[tuple[str, str, float, float, float]]:
     setting, seed, rounds = task
     stream = setting.stream(rounds, seed)
     rows = np.arange(len(stream))
@@ -127,7 +162,7 @@ def _run_task(task: tuple[Setting, int, int]) -> list[tuple[str, str, float, flo
 
 def evaluate(
     factories: dict[str, Factory],
-    settings: list[Setting],
+    settings: list[AnySetting],
     seeds: list[int],
     rounds: int,
     jobs: int = 1,
@@ -158,7 +193,9 @@ def evaluate(
     return results
 
 
-def per_setting_table(results: dict[str, Result], settings: list[Setting], seeds: list[int]) -> str:
+def per_setting_table(
+    results: dict[str, Result], settings: list[AnySetting], seeds: list[int]
+) -> str:
     """Regret per round of every learner in every setting (mean over seeds)."""
     n = len(seeds)
     lines = [
@@ -188,8 +225,9 @@ def comparison_table(results: dict[str, Result], ours_key: str = "ours") -> str:
     if best_peer is not None:
         gain = 1.0 - ours / best_peer.mean_regret
         lines.append("")
+        side = "below" if gain >= 0 else "above"
         lines.append(
-            f"Default ContextualBandit regret per round is {100 * gain:.0f}% below the best "
+            f"Default ContextualBandit regret per round is {100 * abs(gain):.0f}% {side} the best "
             f"peer ({best_peer.name}: {best_peer.mean_regret:.4f} vs {ours:.4f})."
         )
         wins = sum(o < p for o, p in zip(results[ours_key].regret, best_peer.regret, strict=True))
@@ -227,7 +265,7 @@ def sweep_factories(ridges: list[float]) -> dict[str, Factory]:
     return out
 
 
-def sweep_table(results: dict[str, Result], settings: list[Setting], seeds: list[int]) -> str:
+def sweep_table(results: dict[str, Result], settings: list[AnySetting], seeds: list[int]) -> str:
     n = len(seeds)
     head = " | ".join(s.name for s in settings)
     lines = [
@@ -257,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
     ap.add_argument(
         "--settings",
-        default=",".join(SETTINGS),
-        help=f"comma-separated simulator settings, from {', '.join(SETTINGS)}",
+        help=f"comma-separated settings, from {', '.join(SETTINGS)} (default: all; "
+        "with --sweep: the linear simulator's)",
     )
     ap.add_argument("--sweep", action="store_true", help="grid-search our hyperparameters")
     ap.add_argument("--ridges", default="1.0", help="ridge values for --sweep (comma-separated)")
@@ -266,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     args = ap.parse_args(argv)
 
-    settings = [SETTINGS[s] for s in args.settings.split(",")]
+    names = args.settings.split(",") if args.settings else (LINEAR if args.sweep else SETTINGS)
+    settings = [SETTINGS[s] for s in names]
     seeds = list(range(args.seeds))
     if args.sweep:
         factories = sweep_factories([float(r) for r in args.ridges.split(",")])
@@ -278,7 +317,23 @@ def main(argv: list[str] | None = None) -> int:
             "uniform": lambda K, d, s: Uniform(K, d, s),
         }
     t0 = time.perf_counter()
-    results = evaluate(factories, settings, seeds, args.rounds, args.jobs)
+    if args.sweep:
+        results = evaluate(factories, settings, seeds, args.rounds, args.jobs)
+        body = sweep_table(results, settings, seeds)
+    else:
+        parts = []
+        for group, members in GROUPS.items():
+            chosen = [s for s in settings if s.name in members]
+            if not chosen:
+                continue
+            results = evaluate(factories, chosen, seeds, args.rounds, args.jobs)
+            parts.append(
+                f"# {group}\n\n"
+                + comparison_table(results)
+                + "\n\nRegret per round by setting (mean over seeds):\n\n"
+                + per_setting_table(results, chosen, seeds)
+            )
+        body = "\n\n".join(parts)
     elapsed = time.perf_counter() - t0
     cmd = "python benchmarks/bench_learning.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
@@ -288,14 +343,6 @@ def main(argv: list[str] | None = None) -> int:
         f"Settings: {', '.join(s.name for s in settings)}; seeds {seeds[0]}..{seeds[-1]}; "
         f"{args.rounds} rounds per stream; {elapsed:.0f} s in total.\n"
     )
-    if args.sweep:
-        body = sweep_table(results, settings, seeds)
-    else:
-        body = (
-            comparison_table(results)
-            + "\n\nRegret per round by setting (mean over seeds):\n\n"
-            + per_setting_table(results, settings, seeds)
-        )
     text = header + "\n" + body + "\n"
     return emit(text, args.out)
 

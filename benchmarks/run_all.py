@@ -71,6 +71,11 @@ KNOWN = (
         ("--rounds", "1500", "--seeds", "2"),
     ),
     Bench(
+        "constrained",
+        "Constrained objectives: quality floor and budget against oracles and ParetoBandit",
+        ("--quick",),
+    ),
+    Bench(
         "pipeline_learning",
         "Learning through the Kafka / Faust / Redis pipeline",
         ("--rounds", "2000", "--seeds", "3"),
@@ -205,7 +210,7 @@ def machine() -> dict[str, str]:
         info["numpy"] = numpy.__version__
     except ImportError:
         pass
-    for mod in ("vowpalwabbit", "mabwiser", "confluent_kafka", "faust"):
+    for mod in ("vowpalwabbit", "mabwiser", "paretobandit", "confluent_kafka", "faust"):
         try:
             from importlib.metadata import version
 
