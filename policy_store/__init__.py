@@ -29,7 +29,7 @@ from ._outcome import (
 )
 from ._reader import PolicyReader, ReaderView
 from ._redis import RedisPolicyStore
-from ._settings import Settings
+from ._settings import Settings, SettingsError, mask_url
 from ._state import (
     ArmStats,
     Observation,
@@ -78,6 +78,7 @@ __all__ = [
     "RewardSpec",
     "Selection",
     "Settings",
+    "SettingsError",
     "Snapshot",
     "StoreError",
     "StoreUnavailableError",
@@ -91,6 +92,7 @@ __all__ = [
     "is_complete",
     "make_algorithm",
     "make_config",
+    "mask_url",
     "merge",
     "merge_parts",
     "outcome_part",

@@ -95,6 +95,9 @@ class PolicyReport:
     cohorts: list[CohortRow]
     health: Health
     series: dict[str, Any] = field(default_factory=dict)
+    # the DLQ topic's counts for this policy (``DeadLetters.for_policy``), or {"error": …}
+    # when the topic could not be read; empty when it was not asked for
+    dead_letters: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
