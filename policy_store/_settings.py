@@ -185,7 +185,13 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known or upper in OTHER_VARIABLES:
             continue
-        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "see `rl-commons --help` or the README"
+        # compared without the common prefix, which would make every name look close
+        rest = upper.removeprefix(ENV_PREFIX)
+        close = difflib.get_close_matches(rest, sorted(k[len(ENV_PREFIX) :] for k in known), 1)
+        hint = (
+            f"did you mean {ENV_PREFIX}{close[0]}?"
+            if close
+            else "see `rl-commons --help` or the README"
+        )
         out.append(f"{name} is not an rl-commons setting and is ignored — {hint}")
     return out

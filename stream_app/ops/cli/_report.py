@@ -146,6 +146,8 @@ def run_report(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.source == "kafka":
         rewards, stats = read_rewards(settings, args.policy, timeout=args.timeout)
+        if not rewards:
+            _check_policy_exists(args, stats.policies)
         report = build_report(
             rewards,
             margin=args.margin,
@@ -157,6 +159,8 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"warning: {stats.invalid} unparseable messages skipped", file=sys.stderr)
     else:
         buckets = read_aggregates(settings, args.policy, minutes=args.minutes)
+        if not any(b.cells for b in buckets):
+            _check_policy_exists(args, {})
         report = build_report_from_aggregates(
             buckets, margin=args.margin, level=args.level, policy=args.policy
         )
@@ -168,6 +172,25 @@ def run_report(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _check_policy_exists(args: argparse.Namespace, on_topic: dict[str, int]) -> None:
+    """No data for ``args.policy``: an unknown name is an error naming the policies that
+    exist (an existing policy without rewards yet gets its empty report). Redis unreachable:
+    the name cannot be checked, so the empty report is printed."""
+    from policy_store import StoreUnavailableError, UnknownPolicyError
+
+    try:
+        store_from(args).get_config(args.policy)
+    except StoreUnavailableError:
+        return
+    except UnknownPolicyError:
+        known = sorted(set(store_from(args).list_policies()) | set(on_topic))
+        raise UnknownPolicyError(
+            f"no policy named {args.policy!r} in Redis and no rewards of it on the topic — "
+            f"use one of {', '.join(known) if known else '(none yet)'} "
+            "(`rl-commons policy list`)"
+        ) from None
 
 
 def _load_changes(path: str) -> dict:
@@ -213,4 +236,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     _print(result, args.json)
+    for label, res in (("current", result.current), ("candidate", result.candidate)):
+        if res is not None and res.overlap_warning:
+            print(f"warning: {label}: {res.overlap_warning}", file=sys.stderr)
     return 0
