@@ -29,7 +29,7 @@ from ._outcome import (
 )
 from ._reader import PolicyReader, ReaderView
 from ._redis import RedisPolicyStore
-from ._settings import Settings, SettingsError, mask_url
+from ._settings import Settings, SettingsError, mask_url, unknown_variables
 from ._state import (
     ArmStats,
     Observation,
@@ -97,4 +97,5 @@ __all__ = [
     "merge_parts",
     "outcome_part",
     "outcome_reward",
+    "unknown_variables",
 ]

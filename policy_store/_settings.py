@@ -73,10 +73,8 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise SettingsError(describe_errors(exc)) from None
-        for line in unknown_variables(os.environ):
-            if line not in _warned:
-                _warned.add(line)
-                log.warning(line)
+        for line in unknown_variables(os.environ, once=True):
+            log.warning(line)
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -176,9 +174,12 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+def unknown_variables(environ: Mapping[str, str], *, once: bool = False) -> list[str]:
     """One warning per ``RL_COMMONS_*`` variable in ``environ`` that no setting reads,
-    naming the closest setting (a misspelt name is otherwise silently ignored)."""
+    naming the closest setting (a misspelt name is otherwise silently ignored).
+
+    ``once``: leave out the warnings already returned with ``once`` in this process (the
+    CLI prints them at start, ``Settings`` logs the rest), and remember these."""
     known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
     out = []
     for name in sorted(environ):
@@ -194,4 +195,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             else "see `rl-commons --help` or the README"
         )
         out.append(f"{name} is not an rl-commons setting and is ignored — {hint}")
+    if once:
+        out = [line for line in out if line not in _warned]
+        _warned.update(out)
     return out

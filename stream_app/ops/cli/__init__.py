@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Errors a person can act on (every ``RLCommonsError``, bad
     ``RL_COMMONS_*`` settings included) print one ``error: …`` line and exit 1; a closed
     output pipe (``rl-commons schema | head``) ends quietly with 141, like other tools."""
+    from policy_store import unknown_variables
+
+    for line in unknown_variables(os.environ, once=True):
+        print(f"warning: {line}", file=sys.stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -9,7 +9,6 @@ and the policies.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -64,12 +63,11 @@ def probe(settings, timeout: float = 5.0) -> Reach:
         return Reach(f"RL_COMMONS_REDIS_URL: {exc}")
     finally:
         store.client.close()
-    quiet = logging.getLogger("rl_commons.worker.probe")  # librdkafka's connect errors
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
+    from ..report._source import quiet_kafka_logger
+
     decisions = Topics.from_settings(settings).decisions
     try:
-        admin = AdminClient({**kafka_config(settings, "admin"), "logger": quiet})
+        admin = AdminClient(kafka_config(settings, "admin"), logger=quiet_kafka_logger())
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else exc

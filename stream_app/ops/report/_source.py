@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter
@@ -72,6 +73,16 @@ def read_rewards(
     return kept, stats
 
 
+def quiet_kafka_logger() -> logging.Logger:
+    """A logger for librdkafka's own messages that drops them: a broker that cannot be
+    reached is reported once, as an ``EvaluationSourceError``, not as a line per retry."""
+    quiet = logging.getLogger("rl_commons.kafka.quiet")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    return quiet
+
+
 def scan_topic(
     settings: Settings, topic: str, *, timeout: float = 60.0
 ) -> Iterator[tuple[int, int, bytes]]:
@@ -99,7 +110,8 @@ def scan_topic(
                 "group.id": f"rlc-report-{uuid.uuid4().hex[:12]}",  # never joined: assign() only
                 "enable.partition.eof": True,
             },
-        )
+        ),
+        logger=quiet_kafka_logger(),
     )
     messages = 0
     try:
