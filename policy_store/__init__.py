@@ -42,7 +42,7 @@ from ._outcome import (
 )
 from ._reader import PolicyReader, ReaderView, build_snapshot
 from ._redis import RedisPolicyStore
-from ._settings import Settings
+from ._settings import Settings, SettingsError, mask_url, unknown_variables
 from ._state import (
     ArmStats,
     Observation,
@@ -104,6 +104,7 @@ __all__ = [
     "RewardSpec",
     "Selection",
     "Settings",
+    "SettingsError",
     "Snapshot",
     "StoreError",
     "StoreUnavailableError",
@@ -118,9 +119,11 @@ __all__ = [
     "is_complete",
     "make_algorithm",
     "make_config",
+    "mask_url",
     "merge",
     "merge_parts",
     "outcome_part",
     "outcome_reward",
     "reward_weights",
+    "unknown_variables",
 ]

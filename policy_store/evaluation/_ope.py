@@ -95,6 +95,8 @@ class OPEResult:
     max_weight: float
     match_rate: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mean_weight: float = 1.0
+    overlap_warning: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -105,8 +107,10 @@ class OPEResult:
             "dr": self.dr.to_dict(),
             "effective_sample_size": self.ess,
             "max_weight": self.max_weight,
+            "mean_weight": self.mean_weight,
             "match_rate": self.match_rate,
             "notes": list(self.notes),
+            "overlap_warning": self.overlap_warning,
         }
 
 
@@ -216,6 +220,37 @@ def _weights(data: LoggedData, target: np.ndarray) -> np.ndarray:
     return target[np.arange(data.n), data.actions] / data.propensities
 
 
+def overlap_warning(weights: np.ndarray) -> str | None:
+    """A warning when the logs cover the target policy poorly, else None.
+
+    With importance weights wᵢ = π(aᵢ|xᵢ)/μ(aᵢ|xᵢ): the mean weight is 1 in expectation when
+    the logging policy gives every arm the target picks a chance, so a mean far from 1 says
+    the target puts its mass where the logs have (almost) none — a deterministic baseline
+    cohort, say — even when all weights are alike and the effective sample size (Σw)²/Σw²
+    looks fine; a small effective sample size or one round carrying a large share of Σw says
+    a few rounds decide the estimate. Thresholds: mean weight outside [0.5, 2], effective
+    sample size under 10% of n, or the largest weight over 10% of Σw (n ≥ 50).
+    """
+    n = int(weights.size)
+    total = float(weights.sum())
+    if n == 0:
+        return None
+    sw2 = float((weights**2).sum())
+    ess = total**2 / sw2 if sw2 > 0 else 0.0
+    mean_w, max_w = total / n, float(weights.max())
+    weak = (
+        not 0.5 <= mean_w <= 2.0 or ess < 0.1 * n or (n >= 50 and total > 0 and max_w > 0.1 * total)
+    )
+    if not weak:
+        return None
+    return (
+        f"weak overlap: effective sample size {ess:,.0f} of {n:,} ({ess / n:.0%}), max weight "
+        f"{max_w:.1f}, mean weight {mean_w:.2f} (about 1 when the logs cover the target) — "
+        "IPS and SNIPS are unreliable here and DR rests on its reward model; evaluate on "
+        "rounds logged with exploration (cohort rl) or raise the ε floor"
+    )
+
+
 def evaluate(
     data: LoggedData,
     target: np.ndarray,
@@ -262,6 +297,8 @@ def evaluate(
         max_weight=float(w.max()),
         match_rate=float((target.argmax(axis=1) == data.actions).mean()),
         notes=tuple(notes),
+        mean_weight=float(w.mean()),
+        overlap_warning=overlap_warning(w),
     )
 
 

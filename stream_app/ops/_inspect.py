@@ -30,6 +30,7 @@ from typing import Any
 
 from policy_store import PolicyConfig, PolicyKeys, PolicyState, RedisPolicyStore, make_algorithm
 from policy_store.evaluation import json_safe
+from producers import DEFAULT_FEATURE_NAMES
 from stream_app.aggregates import (
     Bucket,
     CohortArmStats,
@@ -95,6 +96,14 @@ class PolicyReport:
     cohorts: list[CohortRow]
     health: Health
     series: dict[str, Any] = field(default_factory=dict)
+    feature_names: list[str] = field(default_factory=list)
+    # what the learned policy's estimate θ·x picks per request kind (default features only)
+    picks: list[dict[str, Any]] = field(default_factory=list)
+    # "never" | "ok" | "idle" | "lagging", with a sentence: idle is not broken
+    loop_state: dict[str, str] = field(default_factory=dict)
+    # the DLQ topic's counts for this policy (``DeadLetters.for_policy``), or {"error": …}
+    # when the topic could not be read; empty when it was not asked for
+    dead_letters: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -124,6 +133,60 @@ def theta_by_arm(config: PolicyConfig, state: PolicyState) -> dict[str, list[flo
     return {arm: [float(v) for v in snap.theta[i]] for i, arm in enumerate(config.arms)}
 
 
+# request kinds of the default feature vector (producers.default_features), typical sizes:
+# a 500-character prompt and 500 max tokens
+_KINDS = (
+    ("code", {"has_code": 1.0}),
+    ("speed (chat)", {"priority_speed": 1.0}),
+    ("quality", {"priority_quality": 1.0}),
+    ("cost", {"priority_cost": 1.0}),
+    ("no priority", {}),
+)
+
+
+def feature_names(config: PolicyConfig) -> list[str]:
+    """The default feature names when the policy uses the default vector's length, else x0…"""
+    if config.n_features == len(DEFAULT_FEATURE_NAMES):
+        return list(DEFAULT_FEATURE_NAMES)
+    return [f"x{i}" for i in range(config.n_features)]
+
+
+def picks_by_kind(config: PolicyConfig, thetas: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Per request kind of the default features: each arm's estimated reward θ·x and the arm
+    with the highest (what the learned policy serves, exploration aside). Empty for policies
+    with their own feature function, whose kinds this cannot know."""
+    names = feature_names(config)
+    if names != list(DEFAULT_FEATURE_NAMES):
+        return []
+    out = []
+    for kind, set_ in _KINDS:
+        values = {"bias": 1.0, "prompt_k": 0.5, "max_tokens_k": 0.5, **set_}
+        x = [values.get(n, 0.0) for n in names]
+        scores = {a: sum(t * v for t, v in zip(thetas[a], x, strict=True)) for a in config.arms}
+        out.append({"kind": kind, "features": x, "scores": scores,
+                    "pick": max(scores, key=scores.__getitem__)})  # fmt: skip
+    return out
+
+
+def loop_state(health: Health, buckets: list[Bucket], max_staleness: float) -> dict[str, str]:
+    """Whether the loop is working, idle (nothing to apply) or lagging behind the traffic.
+
+    A last apply older than ``max_staleness`` is only a problem while rewards arrive: with
+    no reward in the last two minutes the loop is idle; a consumer lag above the bound
+    means the workers are behind.
+    """
+    age = health.last_apply_age_seconds
+    recent = sum(c.n for b in buckets[-2:] for c in b.cells.values())
+    if age is None:
+        return {"state": "never", "detail": "no worker has applied a batch yet"}
+    lag_s = (health.consumer_lag_ms or 0.0) / 1000.0
+    if lag_s > max_staleness:
+        return {"state": "lagging", "detail": f"workers are {lag_s:.0f} s behind the outcomes"}
+    if age > max_staleness and not recent:
+        return {"state": "idle", "detail": "no rewards in the last 2 minutes: nothing to apply"}
+    return {"state": "ok", "detail": "workers apply rewards as they arrive"}
+
+
 def health_from(counters: dict[str, int], freshness: dict[str, float], now: float) -> Health:
     """Derived loop-health figures from the ``health`` and ``freshness`` hashes."""
     joined = counters.get("joined", 0)
@@ -147,7 +210,9 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
 
     ``minutes``: bucket start times (unix seconds); ``reward[cohort]`` mean reward
     per minute (None when the cohort had no rewards that minute); ``share[arm]``
-    each arm's share of the minute's rewarded decisions; ``n`` rewarded decisions
+    each arm's share of the minute's rewarded decisions, ``share_by_cohort[cohort][arm]``
+    the same within one cohort (the learned cohort's choices apart from the baseline's);
+    ``n`` rewarded decisions
     per minute; ``quality[cohort]`` / ``cost[cohort]`` / ``latency[cohort]`` means
     per minute over all arms of the cohort.
     """
@@ -156,6 +221,7 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "minutes": [b.minute * 60 for b in buckets],
         "n": [],
+        "share_by_cohort": {c: {a: [] for a in all_arms} for c in cohorts},
         "reward": {c: [] for c in cohorts},
         "share": {a: [] for a in all_arms},
         **{m: {c: [] for c in cohorts} for m in COMPONENTS},
@@ -171,6 +237,12 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
         for a in all_arms:
             s = _sum_cells([v for (_, aa), v in b.cells.items() if aa == a])
             out["share"][a].append(s.n / total.n if total.n else None)
+        for c in cohorts:
+            n_c = sum(v.n for (cc, _), v in b.cells.items() if cc == c)
+            for a in all_arms:
+                cell = b.cells.get((c, a))
+                n_ca = cell.n if cell is not None else 0.0
+                out["share_by_cohort"][c][a].append(n_ca / n_c if n_c else None)
     return out
 
 
@@ -206,6 +278,7 @@ def build_policy_report(
     for cohort in sorted({c for c, _, _ in cells}):
         agg = _sum_cells([s for c, _, s in cells if c == cohort])
         cohorts.append(CohortRow(cohort=cohort, n=agg.n, **_means(agg)))
+    health = health_from(counters, freshness, now)
     return PolicyReport(
         name=config.name,
         version=state.version,
@@ -217,8 +290,11 @@ def build_policy_report(
         window_minutes=len(buckets),
         arms=arms,
         cohorts=cohorts,
-        health=health_from(counters, freshness, now),
+        health=health,
         series=series_from(buckets, config.arms) if with_series else {},
+        feature_names=feature_names(config),
+        picks=picks_by_kind(config, thetas),
+        loop_state=loop_state(health, buckets, config.max_staleness_seconds),
     )
 
 

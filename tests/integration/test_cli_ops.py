@@ -70,7 +70,7 @@ def live(redis_store):
 
 
 def test_inspect_json_matches_what_was_written(cli, live):
-    code, out, err = cli("inspect", "route", "--json")
+    code, out, err = cli("inspect", "route", "--json", "--no-kafka")
     assert code == 0, err
     rep = json.loads(out)
     assert rep["name"] == "route" and rep["version"] == 1
@@ -94,7 +94,7 @@ def test_inspect_json_matches_what_was_written(cli, live):
 
 
 def test_inspect_text(cli, live):
-    code, out, _ = cli("inspect", "route")
+    code, out, _ = cli("inspect", "route", "--no-kafka")
     assert code == 0
     assert "version    1" in out and "baseline arm gpt-4" in out
     row = next(ln.split() for ln in out.splitlines() if ln.strip().startswith("gpt-4 "))
@@ -104,9 +104,9 @@ def test_inspect_text(cli, live):
 
 def test_inspect_fresh_policy_and_window(cli, redis_store):
     redis_store.create(make_config(name="empty", arms=["a", "b"], n_features=1))
-    code, out, _ = cli("inspect", "empty")
+    code, out, _ = cli("inspect", "empty", "--no-kafka")
     assert code == 0 and "never updated" in out and "no health counters yet" in out
-    rep = json.loads(cli("inspect", "empty", "--json", "--window", "5")[1])
+    rep = json.loads(cli("inspect", "empty", "--json", "--window", "5", "--no-kafka")[1])
     assert rep["window_minutes"] == 5 and rep["staleness_seconds"] is None
     assert all(a["n"] == 0 and a["mean_reward"] is None for a in rep["arms"])
     code, _, err = cli("inspect", "empty", "--window", "0")

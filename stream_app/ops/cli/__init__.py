@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ COMMAND_MODULES = [
     "_ops",
     "_dashboard",
     "_report",
+    "_dlq",
 ]
 
 
@@ -37,15 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors a person can act on (every ``RLCommonsError``, bad
+    ``RL_COMMONS_*`` settings included) print one ``error: …`` line and exit 1; a closed
+    output pipe (``rl-commons schema | head``) ends quietly with 141, like other tools."""
+    from policy_store import unknown_variables
+
+    for line in unknown_variables(os.environ, once=True):
+        print(f"warning: {line}", file=sys.stderr)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away: silence the flush at exit, report like SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # errors a person can act on, not tracebacks
         from policy_store import RLCommonsError
 

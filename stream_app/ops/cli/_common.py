@@ -62,6 +62,11 @@ def confirm(question: str, yes: bool, flag: str = "--yes") -> bool:
     return True
 
 
+def percent(fraction: float) -> str:
+    """A fraction as a percentage with the digits it needs: 0.25 -> '25%', 0.005 -> '0.5%'."""
+    return f"{fraction * 100:.4g}%"
+
+
 def when(ts: float | None) -> str:
     """A unix time as UTC text, or 'never'."""
     if ts is None:

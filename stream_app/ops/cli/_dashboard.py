@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 = a free one)")
+    p.add_argument(
+        "--kafka-bootstrap", help="Kafka, to count the DLQ topic ($RL_COMMONS_KAFKA_BOOTSTRAP)"
+    )
+    p.add_argument("--topic-prefix", help="topic prefix ($RL_COMMONS_TOPIC_PREFIX or rlc.)")
     redis_command(p, run)
 
 
@@ -49,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
     def announce(_msg: str) -> None:
         print(f"dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
 
-    web.run_app(dashboard_app(store, token), host=args.host, port=args.port, print=announce)
+    app = dashboard_app(store, token, settings=settings)
+    web.run_app(app, host=args.host, port=args.port, print=announce)
     return 0

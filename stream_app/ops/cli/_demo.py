@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Start the embedded broker and Redis, create the topics and a policy, start a stream "
             "worker (and the dashboard), and drive a simulated LLM proxy: gpt-4, claude-3 and "
             "llama with task-dependent quality, token-priced cost and length-driven latency. The "
-            "rollout starts at 10%% and steps up while the learned cohort is non-inferior to the "
+            "rollout starts at 10% and steps up while the learned cohort is non-inferior to the "
             "baseline rule; halfway llama gets worse. At the end: the cohort report, a learning "
             "curve PNG and summary.json in --out. Ctrl-C stops everything it started."
         ),

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from dataclasses import replace
 
 from policy_store import ConfigError
 from stream_app.aggregates import AGG_TTL_SECONDS
 
-from ._common import add_yes_option, confirm, format_table, redis_command, store_from, when
+from ._common import (
+    add_yes_option,
+    confirm,
+    format_table,
+    percent,
+    redis_command,
+    settings_from,
+    store_from,
+    when,
+)
+from ._report import add_kafka_options
 
 MAX_WINDOW_MINUTES = AGG_TTL_SECONDS // 60
 
@@ -29,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--window", type=int, default=60, metavar="MIN", help="aggregate window in minutes (60)"
     )
+    i.add_argument(
+        "--no-kafka",
+        action="store_true",
+        help="do not read the DLQ topic (DLQ counts from the workers' Redis counters only)",
+    )
+    add_kafka_options(i, timeout=5.0)
     redis_command(i, inspect)
 
     r = sub.add_parser(
@@ -42,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("policy", help="policy name")
     r.add_argument("fraction", help="a number in [0, 1] or a percentage such as 25%%")
+    # '-10%' is a value to refuse with a message, not an unknown option
+    r._negative_number_matcher = re.compile(r"^-\d*\.?\d+%?$")
     redis_command(r, rollout)
 
     for name, enabled in (("disable", False), ("enable", True)):
@@ -100,8 +120,8 @@ def rollout(args: argparse.Namespace) -> int:
     new = store.update_config(args.policy, rollout_fraction=fraction)
     note = "" if new.enabled else " (the policy is disabled: run `rl-commons enable` to serve it)"
     print(
-        f"policy {args.policy!r}: rollout {old.rollout_fraction:.0%} -> "
-        f"{new.rollout_fraction:.0%}{note}"
+        f"policy {args.policy!r}: rollout {percent(old.rollout_fraction)} -> "
+        f"{percent(new.rollout_fraction)}{note}"
     )
     return 0
 
@@ -110,7 +130,9 @@ def set_enabled(args: argparse.Namespace) -> int:
     store = store_from(args)
     cfg = store.update_config(args.policy, enabled=args.enabled)
     if args.enabled:
-        print(f"policy {args.policy!r} enabled: learned policy serves {cfg.rollout_fraction:.0%}")
+        print(
+            f"policy {args.policy!r} enabled: learned policy serves {percent(cfg.rollout_fraction)}"
+        )
     else:
         print(
             f"policy {args.policy!r} DISABLED: proxies serve the baseline arm "
@@ -167,11 +189,42 @@ def inspect(args: argparse.Namespace) -> int:
         )
     store = store_from(args)
     report = read_policy_report(store, args.policy, window_minutes=args.window)
+    if not args.no_kafka:
+        report = replace(report, dead_letters=_dead_letters(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
     print(render(report))
     return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> dict:
+    """The DLQ topic's counts for ``args.policy``, or ``{"error": why}``."""
+    from policy_store import RLCommonsError
+
+    from .._dlq import read_dead_letters
+
+    try:
+        dead = read_dead_letters(settings_from(args), tail=0, timeout=args.timeout)
+    except RLCommonsError as exc:
+        return {"error": str(exc)}
+    return dead.for_policy(args.policy)
+
+
+def _dlq_line(h, dead: dict) -> str:
+    """The DLQ part of the loop-health line: the topic's counts when it was read, else the
+    workers' Redis counters (which miss records that name no policy they could check)."""
+    if dead and "error" not in dead:
+        reasons = ", ".join(f"{k}={v}" for k, v in dead["by_reason"].items())
+        text = f"DLQ {dead['total']}" + (f" ({reasons})" if reasons else "")
+        if dead["unattributed"]:
+            text += f" + {dead['unattributed']} naming no policy"
+        if dead["total"] or dead["unattributed"]:
+            text += " (`rl-commons dlq` lists them)"
+        return text
+    reasons = ", ".join(f"{k}={v}" for k, v in h.dlq_by_reason.items())
+    text = f"DLQ {h.dlq_total}" + (f" ({reasons})" if reasons else "")
+    return text + (" (worker counters; DLQ topic not read)" if dead else "")
 
 
 def render(report) -> str:
@@ -181,7 +234,7 @@ def render(report) -> str:
     lines = [
         f"policy     {report.name}",
         f"state      {'enabled' if cfg['enabled'] else 'DISABLED (kill switch on)'}, "
-        f"rollout {cfg['rollout_fraction']:.0%}, baseline arm "
+        f"rollout {percent(cfg['rollout_fraction'])}, baseline arm "
         f"{cfg['baseline_arm'] or cfg['arms'][0]}",
         f"version    {report.version}",
         f"updated    {when(report.updated_at)} ({_age(report.staleness_seconds)})",
@@ -229,15 +282,12 @@ def render(report) -> str:
     lines += ["", "loop health"]
     lines.append(
         f"  join rate {'-' if h.join_rate is None else f'{h.join_rate:.1%}'}, "
-        f"DLQ {h.dlq_total}"
-        + (
-            f" ({', '.join(f'{k}={v}' for k, v in h.dlq_by_reason.items())})"
-            if h.dlq_by_reason
-            else ""
-        )
+        + _dlq_line(h, report.dead_letters)
         + f", last apply {_age(h.last_apply_age_seconds)}"
         + f", consumer lag {_num(h.consumer_lag_ms, '.0f')} ms"
     )
+    if "error" in report.dead_letters:
+        lines.append(f"  DLQ topic not read: {report.dead_letters['error']}")
     other = {k: v for k, v in h.counters.items() if not k.startswith("dlq:")}
     if other:
         lines.append("  " + ", ".join(f"{k}={v}" for k, v in other.items()))

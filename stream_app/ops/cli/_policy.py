@@ -9,7 +9,15 @@ from typing import Any
 
 from policy_store import ConfigError, make_config
 
-from ._common import add_yes_option, confirm, format_table, redis_command, store_from, when
+from ._common import (
+    add_yes_option,
+    confirm,
+    format_table,
+    percent,
+    redis_command,
+    store_from,
+    when,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +136,7 @@ def create(args: argparse.Namespace) -> int:
     print(
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
-        f"rollout {config.rollout_fraction:.0%}; "
+        f"rollout {percent(config.rollout_fraction)}; "
         f"{'enabled' if config.enabled else 'DISABLED'}"
     )
     return 0
@@ -165,7 +173,7 @@ def list_(args: argparse.Namespace) -> int:
         (
             r["name"],
             "enabled" if r["enabled"] else "DISABLED",
-            f"{r['rollout_fraction']:.0%}",
+            percent(r["rollout_fraction"]),
             r["algorithm"],
             str(r["version"]),
             ",".join(r["arms"]),

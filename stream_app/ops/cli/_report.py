@@ -11,7 +11,8 @@ from pathlib import Path
 from ._common import redis_command, settings_from, store_from
 
 
-def _add_kafka_options(p: argparse.ArgumentParser) -> None:
+def add_kafka_options(p: argparse.ArgumentParser, timeout: float = 60.0) -> None:
+    """``--kafka-bootstrap``, ``--topic-prefix`` and ``--timeout`` of a command reading a topic."""
     p.add_argument(
         "--kafka-bootstrap", help="bootstrap servers (default: $RL_COMMONS_KAFKA_BOOTSTRAP)"
     )
@@ -19,7 +20,10 @@ def _add_kafka_options(p: argparse.ArgumentParser) -> None:
         "--topic-prefix", help="topic prefix (default: $RL_COMMONS_TOPIC_PREFIX or rlc.)"
     )
     p.add_argument(
-        "--timeout", type=float, default=60.0, help="give up reading the topic after this (s)"
+        "--timeout",
+        type=float,
+        default=timeout,
+        help=f"give up reading the topic after this many seconds ({timeout:g})",
     )
 
 
@@ -63,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="learned vs baseline cohort: reward, quality, cost, latency, with intervals",
         description=(
             "Compare the learned cohort (rl) with the baseline cohort from the rewards topic "
-            "(or the Redis aggregates): means, differences with intervals, cost reduction in %%, "
+            "(or the Redis aggregates): means, differences with intervals, cost reduction in %, "
             "and a non-inferiority verdict for quality: PASS when the lower bound of "
             "quality_rl - quality_baseline is above -MARGIN."
         ),
@@ -91,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=7 * 24 * 60,
         help="--source redis: window in minutes (default and maximum 10080 = 7 days)",
     )
-    _add_kafka_options(p)
+    add_kafka_options(p)
     redis_command(p, run_report)
 
     e = sub.add_parser(
@@ -116,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--folds", type=int, default=2, help="cross-fitting folds for DR (default 2)")
     e.add_argument("--seed", type=int, default=0, help="seed for folds and Thompson sampling")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _add_kafka_options(e)
+    add_kafka_options(e)
     redis_command(e, run_evaluate)
 
 
@@ -142,6 +146,8 @@ def run_report(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.source == "kafka":
         rewards, stats = read_rewards(settings, args.policy, timeout=args.timeout)
+        if not rewards:
+            _check_policy_exists(args, stats.policies)
         report = build_report(
             rewards,
             margin=args.margin,
@@ -153,6 +159,8 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"warning: {stats.invalid} unparseable messages skipped", file=sys.stderr)
     else:
         buckets = read_aggregates(settings, args.policy, minutes=args.minutes)
+        if not any(b.cells for b in buckets):
+            _check_policy_exists(args, {})
         report = build_report_from_aggregates(
             buckets, margin=args.margin, level=args.level, policy=args.policy
         )
@@ -164,6 +172,25 @@ def run_report(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _check_policy_exists(args: argparse.Namespace, on_topic: dict[str, int]) -> None:
+    """No data for ``args.policy``: an unknown name is an error naming the policies that
+    exist (an existing policy without rewards yet gets its empty report). Redis unreachable:
+    the name cannot be checked, so the empty report is printed."""
+    from policy_store import StoreUnavailableError, UnknownPolicyError
+
+    try:
+        store_from(args).get_config(args.policy)
+    except StoreUnavailableError:
+        return
+    except UnknownPolicyError:
+        known = sorted(set(store_from(args).list_policies()) | set(on_topic))
+        raise UnknownPolicyError(
+            f"no policy named {args.policy!r} in Redis and no rewards of it on the topic — "
+            f"use one of {', '.join(known) if known else '(none yet)'} "
+            "(`rl-commons policy list`)"
+        ) from None
 
 
 def _load_changes(path: str) -> dict:
@@ -209,4 +236,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     _print(result, args.json)
+    for label, res in (("current", result.current), ("candidate", result.candidate)):
+        if res is not None and res.overlap_warning:
+            print(f"warning: {label}: {res.overlap_warning}", file=sys.stderr)
     return 0

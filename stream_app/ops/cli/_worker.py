@@ -1,10 +1,102 @@
-"""``rl-commons worker``: run one stream worker (join + updater) in this process."""
+"""``rl-commons worker``: run one stream worker (join + updater) in this process.
+
+Before the Faust worker starts, Kafka and Redis are asked whether they answer: while one
+does not, one line says which, where and what to do, and the check is retried (no
+traceback); once both answer, one start line names the bootstrap, the partitions, Redis
+and the policies.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from dataclasses import dataclass
 
 from ._common import add_redis_options, settings_from
+
+RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What the start-up check found: a one-line problem, or the facts for the start line."""
+
+    problem: str | None = None
+    partitions: int | None = None
+    policies: tuple[str, ...] = ()
+
+
+def start_line(settings, reach: Reach, app_id: str) -> str:
+    """The worker's first line: where it reads, where it writes, what it serves (pure)."""
+    from policy_store import mask_url
+    from producers import Topics
+
+    topics = Topics.from_settings(settings)
+    parts = (
+        f"{reach.partitions} partitions of"
+        if reach.partitions is not None
+        else "(not created yet) partitions of"
+    )
+    policies = (
+        ", ".join(reach.policies) if reach.policies else "none yet (rl-commons policy create)"
+    )
+    return (
+        f"rl-commons worker: consuming {parts} {topics.decisions} + {topics.outcomes} at "
+        f"{settings.kafka_bootstrap} (group {app_id}-engine), applying rewards to Redis "
+        f"{mask_url(settings.redis_url)} (prefix {settings.key_prefix}); policies: {policies}"
+    )
+
+
+def probe(settings, timeout: float = 5.0) -> Reach:
+    """Ask Redis (the policy names) and Kafka (the decisions topic's partitions)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from policy_store import RedisPolicyStore, RLCommonsError
+    from producers import Topics, kafka_config
+
+    store = RedisPolicyStore.from_settings(settings)
+    try:
+        policies = tuple(store.list_policies())
+    except RLCommonsError as exc:
+        return Reach(f"RL_COMMONS_REDIS_URL: {exc}")
+    finally:
+        store.client.close()
+    from ..report._source import quiet_kafka_logger
+
+    decisions = Topics.from_settings(settings).decisions
+    try:
+        admin = AdminClient(kafka_config(settings, "admin"), logger=quiet_kafka_logger())
+        meta = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        why = err.str() if hasattr(err, "str") else str(err)
+        return Reach(
+            f"RL_COMMONS_KAFKA_BOOTSTRAP: Kafka unreachable at {settings.kafka_bootstrap} "
+            f"({why}) — start it (rl-commons dev) or set RL_COMMONS_KAFKA_BOOTSTRAP "
+            "(--kafka-bootstrap)"
+        )
+    tmeta = meta.topics.get(decisions)
+    found = tmeta is not None and tmeta.error is None and tmeta.partitions
+    return Reach(None, len(tmeta.partitions) if found else None, policies)
+
+
+def wait_for_services(settings, wait: float | None, retry: float = RETRY_SECONDS) -> Reach | None:
+    """``probe`` until Kafka and Redis answer (one line per failed try on stderr); None when
+    ``wait`` seconds passed first."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        reach = probe(settings)
+        if reach.problem is None:
+            return reach
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            print(f"error: {reach.problem}; gave up after --wait {wait:g} s", file=sys.stderr)
+            return None
+        pause = retry if left is None else min(retry, left)
+        print(f"error: {reach.problem}; retrying in {pause:.0f} s", file=sys.stderr, flush=True)
+        time.sleep(pause)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +134,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--without-web", action="store_true", help="do not start the web server")
     p.add_argument("--datadir", help="Faust data directory (default: ./<app id>-data)")
     p.add_argument(
+        "--wait",
+        type=float,
+        metavar="S",
+        help="give up (exit 1) when Kafka or Redis still does not answer after S seconds "
+        "(default: keep retrying every 5 s)",
+    )
+    p.add_argument(
         "--batch-size", type=int, default=1000, help="max messages per batch (default 1000)"
     )
     p.add_argument(
@@ -78,9 +177,14 @@ def run(args: argparse.Namespace) -> int:
     from stream_app import create_app
 
     settings = settings_from(args)
+    reach = wait_for_services(settings, args.wait)
+    if reach is None:
+        return 1
+    app_id = args.app_id or f"{settings.key_prefix}-stream"
+    print(start_line(settings, reach, app_id), file=sys.stderr, flush=True)
     sa = create_app(
         settings,
-        app_id=args.app_id,
+        app_id=app_id,
         datadir=args.datadir,
         web_port=args.web_port,
         web_enabled=not args.without_web,

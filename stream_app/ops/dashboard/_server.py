@@ -29,6 +29,8 @@ from aiohttp import web
 from policy_store import (
     ConfigError,
     RedisPolicyStore,
+    RLCommonsError,
+    Settings,
     StoreUnavailableError,
     UnknownPolicyError,
 )
@@ -56,10 +58,19 @@ class DashboardRoutes:
         token: str | None,
         *,
         clock: Callable[[], float] = time.time,
+        dead_letters: Callable[[], Any] | None = None,
+        dead_letters_every: float = 10.0,
     ) -> None:
         self.store = store
         self._token = token or None
         self._clock = clock
+        # the DLQ topic's counts (``read_dead_letters``), read in the background at most every
+        # ``dead_letters_every`` seconds; pages show the last answer
+        self._read_dead = dead_letters
+        self._dead_every = dead_letters_every
+        self._dead: Any = None  # DeadLetters, or the error text
+        self._dead_at = -math.inf
+        self._dead_task: asyncio.Task | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -101,6 +112,28 @@ class DashboardRoutes:
         if not isinstance(body, dict):
             raise ConfigError("request body must be a JSON object")
         return body
+
+    def _dead_letters(self, name: str) -> dict[str, Any]:
+        """The last DLQ counts for ``name``; starts a re-read when they are old."""
+        if self._read_dead is None:
+            return {}
+        now = time.monotonic()
+        if now - self._dead_at > self._dead_every and (
+            self._dead_task is None or self._dead_task.done()
+        ):
+            self._dead_at = now
+            self._dead_task = asyncio.ensure_future(self._refresh_dead())
+        if self._dead is None:
+            return {}
+        if isinstance(self._dead, str):
+            return {"error": self._dead}
+        return self._dead.for_policy(name)
+
+    async def _refresh_dead(self) -> None:
+        try:
+            self._dead = await self._run(self._read_dead)
+        except RLCommonsError as exc:
+            self._dead = str(exc)
 
     # -- handlers ------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:
@@ -153,6 +186,7 @@ class DashboardRoutes:
                 now=now,
             )
             data = report.to_dict()
+            data["dead_letters"] = self._dead_letters(r.match_info["name"])
             data["now"] = now
             data["writable"] = self._token is not None
             return web.json_response(data)
@@ -232,8 +266,18 @@ def mount_dashboard(
     return routes
 
 
-def dashboard_app(store: RedisPolicyStore, token: str | None) -> web.Application:
-    """A standalone aiohttp application serving the dashboard at ``/``."""
+def dashboard_app(
+    store: RedisPolicyStore, token: str | None, *, settings: Settings | None = None
+) -> web.Application:
+    """A standalone aiohttp application serving the dashboard at ``/``; with ``settings``
+    it also counts the DLQ topic (every 10 s) for each policy's DLQ card."""
+    dead = None
+    if settings is not None:
+        from .._dlq import read_dead_letters
+
+        def dead() -> Any:
+            return read_dead_letters(settings, tail=0, timeout=10.0)
+
     app = web.Application()
-    DashboardRoutes(store, token).add_to(app, "")
+    DashboardRoutes(store, token, dead_letters=dead).add_to(app, "")
     return app

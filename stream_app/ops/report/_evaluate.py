@@ -85,8 +85,11 @@ class PolicyEvaluation:
         for label, res in rows:
             lines.append(
                 f"{label}: effective sample size {res.ess:,.0f} of {res.n:,}, max weight "
-                f"{res.max_weight:.1f}, same arm as logged in {res.match_rate:.0%} of rounds"
+                f"{res.max_weight:.1f}, mean weight {res.mean_weight:.2f}, "
+                f"same arm as logged in {res.match_rate:.0%} of rounds"
             )
+            if res.overlap_warning:
+                lines.append(f"WARNING ({label}): {res.overlap_warning}")
             lines += [f"note ({label}): {n}" for n in res.notes]
         if self.skipped:
             lines.append(

@@ -1,18 +1,21 @@
 """Reading what the report and the off-policy evaluation need (the only I/O of this package).
 
-* ``read_rewards``: every ``RewardEvent`` of a policy on the rewards topic, from the
-  beginning up to the high watermark at the time of the call, then stop. The consumer
-  assigns partitions itself (no group membership, nothing committed), so running a
-  report never disturbs the stream workers.
+* ``scan_topic``: every message of a topic, from the beginning up to the high watermark
+  at the time of the call, then stop. The consumer assigns partitions itself (no group
+  membership, nothing committed), so running a report never disturbs the stream workers.
+* ``read_rewards``: every ``RewardEvent`` of a policy on the rewards topic (``scan_topic``).
 * ``read_aggregates``: the per-minute sums the workers keep in Redis
   (``stream_app.aggregates``), for a quick report without reading the topic.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from policy_store import PolicyKeys, RLCommonsError, Settings
 from producers import EventError, RewardEvent, Topics, kafka_config, parse_event
@@ -24,7 +27,8 @@ class EvaluationSourceError(RLCommonsError):
 
 @dataclass(frozen=True)
 class ReadStats:
-    """What ``read_rewards`` saw: messages read, rewards kept, and unusable messages."""
+    """What ``read_rewards`` saw: messages read, rewards kept, unusable messages, and the
+    number of rewards per policy on the topic."""
 
     topic: str
     messages: int
@@ -32,6 +36,7 @@ class ReadStats:
     other_policies: int
     invalid: int
     seconds: float
+    policies: dict[str, int] = field(default_factory=dict)
 
 
 def read_rewards(
@@ -41,7 +46,53 @@ def read_rewards(
     topic: str | None = None,
     timeout: float = 60.0,
 ) -> tuple[list[RewardEvent], ReadStats]:
-    """All rewards of ``policy`` (all policies when None) currently on the rewards topic."""
+    """All rewards of ``policy`` (all policies when None) currently on the rewards topic.
+
+    ``ReadStats.policies`` counts the rewards of every policy seen, so a caller can name
+    the policies that do have rewards when ``policy`` has none.
+    """
+    topic = topic or Topics.from_settings(settings).rewards
+    started = time.monotonic()
+    kept: list[RewardEvent] = []
+    seen: Counter[str] = Counter()
+    messages = invalid = 0
+    for _partition, _offset, value in scan_topic(settings, topic, timeout=timeout):
+        messages += 1
+        try:
+            event = parse_event(value, RewardEvent)
+        except EventError:
+            invalid += 1
+            continue
+        seen[event.policy] += 1
+        if policy is None or event.policy == policy:
+            kept.append(event)
+    other = sum(seen.values()) - len(kept)
+    stats = ReadStats(
+        topic, messages, len(kept), other, invalid, time.monotonic() - started, dict(seen)
+    )
+    return kept, stats
+
+
+def quiet_kafka_logger() -> logging.Logger:
+    """A logger for librdkafka's own messages that drops them: a broker that cannot be
+    reached is reported once, as an ``EvaluationSourceError``, not as a line per retry."""
+    quiet = logging.getLogger("rl_commons.kafka.quiet")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    return quiet
+
+
+def scan_topic(
+    settings: Settings, topic: str, *, timeout: float = 60.0
+) -> Iterator[tuple[int, int, bytes]]:
+    """``(partition, offset, value)`` of every message on ``topic``, from the beginning up to
+    the high watermark at the time of the call, then stop.
+
+    The consumer assigns partitions itself (no group membership, nothing committed), so a
+    reader never disturbs the stream workers. ``EvaluationSourceError`` when the broker is
+    unreachable, the topic is missing or ``timeout`` seconds pass.
+    """
     from confluent_kafka import (
         OFFSET_BEGINNING,
         Consumer,
@@ -50,9 +101,7 @@ def read_rewards(
         TopicPartition,
     )
 
-    topic = topic or Topics.from_settings(settings).rewards
-    started = time.monotonic()
-    deadline = started + timeout
+    deadline = time.monotonic() + timeout
     consumer = Consumer(
         kafka_config(
             settings,
@@ -61,10 +110,10 @@ def read_rewards(
                 "group.id": f"rlc-report-{uuid.uuid4().hex[:12]}",  # never joined: assign() only
                 "enable.partition.eof": True,
             },
-        )
+        ),
+        logger=quiet_kafka_logger(),
     )
-    kept: list[RewardEvent] = []
-    messages = invalid = other = 0
+    messages = 0
     try:
         try:
             meta = consumer.list_topics(topic, timeout=min(10.0, timeout))
@@ -116,19 +165,9 @@ def read_rewards(
                 )
                 if msg.offset() + 1 >= max(remaining[p], fetched_high):
                     del remaining[p]
-            try:
-                event = parse_event(msg.value() or b"", RewardEvent)
-            except EventError:
-                invalid += 1
-                continue
-            if policy is not None and event.policy != policy:
-                other += 1
-                continue
-            kept.append(event)
+            yield p, msg.offset(), msg.value() or b""
     finally:
         consumer.close()
-    stats = ReadStats(topic, messages, len(kept), other, invalid, time.monotonic() - started)
-    return kept, stats
 
 
 def read_aggregates(
