@@ -16,6 +16,7 @@ from ._constraint import (
     dual_delta,
     normalised_max_cost,
     objective_weights,
+    policy_dual_delta,
     snapshot_weights,
 )
 from ._errors import (
@@ -71,6 +72,7 @@ __all__ = [
     "objective_weights",
     "normalised_max_cost",
     "dual_delta",
+    "policy_dual_delta",
     "constraint_target",
     "constraint_bound",
     "confidence_buffer",

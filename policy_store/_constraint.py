@@ -261,3 +261,24 @@ def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus 
         n=n,
         dual=float(snap.dual),
     )
+
+
+def policy_dual_delta(
+    config: PolicyConfig,
+    snap: Snapshot,
+    values: np.ndarray | Sequence[Sequence[float]],
+    weights: np.ndarray | Sequence[float] | None = None,
+) -> float:
+    """The multiplier's step for a batch of outcomes learnt into ``snap`` under
+    ``config``'s objective: ``dual_delta`` at the bound of ``constraint_status(config,
+    snap)``. 0 for the weighted objective, and while the constraint has no target yet
+    (a margin before any observation with components). The one rule of the
+    in-process learner (one outcome at a time) and the stream worker (one batch on the
+    snapshot of the state it is applied to); ``values``/``weights`` as ``dual_delta``'s.
+    """
+    if not config.objective.constrained:
+        return 0.0
+    status = constraint_status(config, snap)
+    if status is None or not math.isfinite(status.bound):
+        return 0.0
+    return dual_delta(config.objective, status.bound, values, weights)

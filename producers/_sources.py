@@ -9,7 +9,7 @@
   outcome only the arm it changed is refactorised (``PolicyReader.refresh_applied``). It is its own
   ``learner``: observations go through the store's ``apply`` (the same statistics
   update as every store), with their outcome components; under a constrained
-  objective each one also moves the multiplier λ by ``policy_store.dual_delta``
+  objective each one also moves the multiplier λ by ``policy_store.policy_dual_delta``
   (computed on the snapshot the decision was learnt into, atomically with the
   observation), and the reader rebuilds θ at the new λ. With a user feature
   function and no ``n_features`` the policy is created at first use, sized by that
@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,10 +32,9 @@ from policy_store import (
     ReaderView,
     RewardSpec,
     component_values,
-    constraint_status,
-    dual_delta,
     make_config,
     outcome_reward,
+    policy_dual_delta,
 )
 
 from ._features import FeatureFn, check_vector
@@ -71,16 +69,6 @@ def in_process_config(
         baseline_arm=baseline_arm,
         rollout_fraction=rollout_fraction,
     )
-
-
-def _dual_delta(config: PolicyConfig, snap: Any, components: tuple[float, ...]) -> float:
-    """λ's step for one outcome under ``config``'s objective (0: weighted, or no target yet)."""
-    if not config.objective.constrained:
-        return 0.0
-    status = constraint_status(config, snap)
-    if status is None or not math.isfinite(status.bound):
-        return 0.0
-    return dual_delta(config.objective, status.bound, [components])
 
 
 class StreamingSource:
@@ -186,7 +174,7 @@ class InProcessSource:
         obs = Observation(decision_id, arm, tuple(features), reward, components=components)
         with self._lock:  # apply and refresh together: a later version is never replaced
             view = reader.view
-            delta = _dual_delta(view.config, view.snapshot, components)
+            delta = policy_dual_delta(view.config, view.snapshot, [components])
             version = self.store.apply(view.config.name, [obs], dual_delta=delta).version
             reader.refresh_applied((arm,), version)
         return version

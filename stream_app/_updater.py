@@ -2,7 +2,9 @@
 
 Each reward becomes an ``Observation`` with its scalar reward and its component values
 (``to_observations`` with the policy's ``RewardSpec``, read once per policy and batch), so
-the store keeps per-component sums beside the reward sums.
+the store keeps per-component sums beside the reward sums. Under a constrained
+objective the batch also moves the policy's multiplier λ, atomically with it: the step
+is ``_dual.DualTracker``'s (the in-process learner's rule, on the current state).
 
 Exactly-once effect: the engine holds the Kafka offsets of a batch until
 ``Updater.apply`` returned (``_engine``); ``apply`` is idempotent by decision_id, so a
@@ -52,6 +54,7 @@ from policy_store import (
 )
 from producers import RewardEvent
 
+from ._dual import DualTracker
 from ._metrics import WorkerMetrics
 from .aggregates import AggregateSink, AppliedBatch
 
@@ -117,6 +120,7 @@ class Updater:
         self.sink = sink
         self.metrics = metrics or WorkerMetrics()
         self.cohort_weights = dict(cohort_weights or DEFAULT_COHORT_WEIGHTS)
+        self.dual = DualTracker(store)  # a constrained objective's multiplier step
         self._clock = clock
 
     def apply(self, rewards: Sequence[RewardEvent]) -> BatchResult:
@@ -138,8 +142,9 @@ class Updater:
     def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
         t0 = self._clock()
         try:
-            spec = self.store.head(policy).config.reward  # once per policy and batch
-            res = self.store.apply(policy, to_observations(items, self.cohort_weights, spec))
+            head = self.store.head(policy)  # once per policy and batch
+            obs = to_observations(items, self.cohort_weights, head.config.reward)
+            res = self.store.apply(policy, obs, dual_delta=self.dual.delta(head, obs))
         except UnknownPolicyError as exc:
             result.rejected += [(r, "unknown_policy", str(exc)) for r in items]
             return

@@ -190,13 +190,13 @@ class Store(InMemoryPolicyStore):
         self.events = events
         self.down = False
 
-    def apply(self, name, observations):
+    def apply(self, name, observations, **kw):
         observations = list(observations)
         if self.down:
             self.events.append(("apply failed", len(observations)))
             raise StoreUnavailableError("Redis unreachable (simulated)")
         self.events.append(("apply", len(observations)))
-        return super().apply(name, observations)
+        return super().apply(name, observations, **kw)
 
 
 class World:

@@ -1,0 +1,176 @@
+"""The worker's multiplier step (``stream_app._dual.DualTracker`` through ``Updater``): the
+same rule as the in-process learner, weighted like the statistics, and free for weighted
+policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policy_store import (
+    InMemoryPolicyStore,
+    Objective,
+    PolicyReader,
+    RewardSpec,
+    component_values,
+    make_config,
+    policy_dual_delta,
+)
+from producers._sources import InProcessSource, in_process_config
+from stream_app._dual import DualTracker
+from stream_app._rewards import make_reward
+from stream_app._updater import Updater, to_observations
+
+ARMS = ("gpt-4", "claude-3", "llama")
+SPEC = RewardSpec(cost_cap=0.1, latency_cap_ms=2000.0)
+OBJECTIVES = {
+    "floor": (Objective(kind="quality_floor", quality_floor=0.8), None),
+    "margin": (Objective(kind="quality_floor", quality_margin=0.02), "gpt-4"),
+    "budget": (Objective(kind="budget", max_cost=0.03), None),
+}
+
+
+def world(seed: int, n: int):
+    """(decision id, arm, features, raw outcome, cohort) of a small routing world."""
+    rng = np.random.default_rng(seed)
+    quality = {"gpt-4": 0.92, "claude-3": 0.85, "llama": 0.6}
+    cost = {"gpt-4": 0.06, "claude-3": 0.03, "llama": 0.005}
+    out = []
+    for i in range(n):
+        arm = ARMS[int(rng.integers(3))]
+        x = (1.0, float(rng.normal()), float(rng.integers(2)))
+        outcome = {
+            "quality": float(np.clip(quality[arm] + 0.1 * rng.normal(), 0, 1)),
+            "cost": cost[arm] * float(rng.uniform(0.5, 1.5)),
+            "latency": float(rng.uniform(100, 3000)),
+        }
+        if rng.random() < 0.03:
+            outcome = {"error": True}
+        out.append((f"d{i}", arm, x, outcome, "rl" if rng.random() < 0.7 else "baseline"))
+    return out
+
+
+def reward(policy: str, i: str, arm: str, x, outcome, cohort: str = "rl"):
+    decision = {
+        "decision_id": i,
+        "policy": policy,
+        "policy_version": 0,
+        "arm": arm,
+        "features": x,
+        "propensity": 0.5,
+        "timestamp": 1.0,
+        "cohort": cohort,
+    }
+    return make_reward(SPEC, decision, outcome, reason="complete", now=2.0)
+
+
+def config(kind: str):
+    objective, baseline = OBJECTIVES[kind]
+    return in_process_config("p", ARMS, 3, reward=SPEC, objective=objective, baseline_arm=baseline)
+
+
+@pytest.mark.parametrize("kind", sorted(OBJECTIVES))
+@pytest.mark.parametrize("seed", range(3))
+def test_worker_moves_lambda_exactly_like_the_in_process_learner(kind, seed):
+    cfg = config(kind)
+    local = InProcessSource("p", lambda d: cfg, lambda r: r, 3)
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    updater = Updater(store)
+    lambdas = []
+    for i, arm, x, outcome, _ in world(seed, 250):
+        local.learn(i, arm, x, outcome)
+        updater.apply([reward("p", i, arm, x, outcome)])  # a batch of one: the same snapshot
+        ours, theirs = store.read_state("p").dual, local.store.read_state("p").dual
+        assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+        lambdas.append(ours)
+    assert max(lambdas) > 0.0  # the rule was exercised, not just 0 == 0
+
+
+@pytest.mark.parametrize("kind", sorted(OBJECTIVES))
+def test_a_batchs_step_is_the_rule_on_the_current_snapshot_weighted_like_the_statistics(kind):
+    cfg = config(kind)
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    data = world(7, 400)
+    weights = {"rl": 1.0, "baseline": 0.5}
+    updater = Updater(store, cohort_weights=weights)
+    updater.apply([reward("p", i, a, x, o, c) for i, a, x, o, c in data[:200]])
+    before = store.read_state("p").dual
+
+    batch = [reward("p", i, a, x, o, c) for i, a, x, o, c in data[200:]]
+    reader = PolicyReader(store, "p", start=False, notify=False)
+    reader.refresh()
+    obs = to_observations(batch, weights, SPEC)
+    expected = policy_dual_delta(
+        cfg, reader.view.snapshot, [o.components for o in obs], [o.weight for o in obs]
+    )
+    # the same as one observation at a time on that snapshot (the step is linear)
+    singles = sum(
+        policy_dual_delta(cfg, reader.view.snapshot, [o.components], [o.weight]) for o in obs
+    )
+    assert expected == pytest.approx(singles)
+    assert expected != 0.0
+    updater.apply(batch)
+    assert store.read_state("p").dual == pytest.approx(max(0.0, before + expected))
+
+
+class CountingStore(InMemoryPolicyStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_reads = 0
+
+    def read_state(self, name):
+        self.state_reads += 1
+        return super().read_state(name)
+
+
+def test_weighted_policies_cost_no_snapshot_and_leave_lambda_at_zero():
+    store = CountingStore()
+    store.create(make_config(name="p", arms=ARMS, n_features=3, reward=SPEC))
+    updater = Updater(store)
+    for k in range(5):
+        updater.apply([reward("p", i, a, x, o) for i, a, x, o, _ in world(k, 50)])
+    assert store.state_reads == 0 and updater.dual.rebuilds == 0
+    assert store.read_state("p").dual == 0.0
+
+
+def test_the_snapshot_is_rebuilt_only_when_the_version_or_config_moved():
+    store = CountingStore()
+    store.create(config("floor"))
+    tracker = DualTracker(store)
+    data = world(3, 30)
+    obs = to_observations([reward("p", i, a, x, o) for i, a, x, o, _ in data], spec=SPEC)
+    head = store.head("p")
+    first = tracker.delta(head, obs[:10])
+    assert tracker.delta(store.head("p"), obs[:10]) == first and tracker.rebuilds == 1
+    store.apply("p", obs[:10], dual_delta=first)
+    tracker.delta(store.head("p"), obs[10:])  # the version moved: the new state is read
+    assert tracker.rebuilds == 2 and store.state_reads == 2
+    store.update_config("p", objective=Objective(kind="quality_floor", quality_floor=0.95))
+    tracker.delta(store.head("p"), obs[10:])  # the config moved: rebuilt under it
+    assert tracker.rebuilds == 3
+    store.update_config("p", objective=Objective())  # weighted now: the snapshot is dropped
+    assert tracker.delta(store.head("p"), obs[10:]) == 0.0 and tracker.rebuilds == 3
+    assert tracker._cache == {}
+
+
+def test_observations_without_components_do_not_move_lambda():
+    store = InMemoryPolicyStore()
+    store.create(config("floor"))
+    tracker = DualTracker(store)
+    scalar = to_observations([reward("p", i, a, x, o) for i, a, x, o, _ in world(1, 5)])
+    assert tracker.delta(store.head("p"), scalar) == 0.0 and tracker.rebuilds == 0
+
+
+def test_the_in_process_rule_is_the_shared_function():
+    cfg = config("floor")
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    reader = PolicyReader(store, "p", start=False, notify=False)
+    reader.refresh()
+    v = component_values(SPEC, quality=0.5, cost=0.01, latency=100.0)
+    step = cfg.objective.step
+    assert policy_dual_delta(cfg, reader.view.snapshot, [v]) == pytest.approx(step * 0.3)
+    weighted = make_config(name="w", arms=ARMS, n_features=3)
+    assert policy_dual_delta(weighted, reader.view.snapshot, [v]) == 0.0
