@@ -79,8 +79,13 @@ def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "con
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list:
-    """Every message of ``topic`` up to its current end (all partitions, no group join)."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Every message of ``topic`` up to its current end (all partitions, no group join).
+
+    A partition is done at end-of-partition (``enable.partition.eof``): the embedded broker
+    answers ListOffsets with the last batch's base offset + 1, so the high watermark it
+    reports is only a lower bound of the end (used to skip empty partitions).
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     c = Consumer(
         {
@@ -88,25 +93,28 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list:
             "group.id": "unused-reader",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
         }
     )
     try:
         parts = c.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
+        pending = set()
         for p in parts:
             lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if hi > lo:
-                ends[p] = hi
-        c.assign([TopicPartition(topic, p, 0) for p in ends])
+                pending.add(p)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         out = []
         deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
             m = c.poll(0.2)
-            if m is None or m.error():
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(m.partition())
                 continue
             out.append(m)
-            if m.offset() + 1 >= ends.get(m.partition(), 0):
-                ends.pop(m.partition(), None)
         return out
     finally:
         c.close()

@@ -209,7 +209,12 @@ def test_every_kind_of_bad_input_goes_to_the_dlq(env):
             value = value.to_bytes()
         env.sender.raw(topic, value, key)
     env.sender.flush()
-    got = wait_for(lambda: len(env.dlq(set(cases), 8)) == 8 and env.dlq(set(cases), 8), 30, "DLQ")
+
+    def all_eight():
+        got = env.dlq(set(cases), 8)
+        return got if len(got) == 8 else None
+
+    got = wait_for(all_eight, 30, "DLQ")
     assert {k: [d.reason for d in v] for k, v in got.items()} == {
         k: [r] for k, r in expected.items()
     }
