@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "_ops",
     "_dashboard",
     "_report",
+    "_feedback",
 ]
 
 
