@@ -91,7 +91,7 @@ def routed(settings, redis_store, seed: int):
 
 
 def reward_of(bootstrap: str, topic: str, decision_id: str):
-    for m in read_topic(bootstrap, topic, timeout=2.0):
+    for m in read_topic(bootstrap, topic, timeout=10.0):
         if m.key() == decision_id.encode():
             return parse_event(m.value())
     return None

@@ -17,6 +17,7 @@ Each decision is reported once per process (``Ledger``); nothing here raises int
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -88,15 +89,26 @@ class OutcomeLogger(CustomLogger):
     def log_failure_event(self, kwargs, response_obj, start_time, end_time):  # noqa: ANN001
         self.on_failure(kwargs)
 
-    async def async_post_call_success_hook(self, data, user_api_key_dict, response):  # noqa: ANN001
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):  # noqa: ANN001
+        """Proxy: route through the strategy (attached to the proxy's router, again if the
+        proxy rebuilt it)."""
+        proxy = sys.modules.get("litellm.proxy.proxy_server")
+        router = getattr(proxy, "llm_router", None)
+        if router is not None and router is not self.strategy.router:
+            self.strategy.attach(router)
+        return data
+
+    async def async_post_call_response_headers_hook(  # noqa: ANN201
+        self,
+        data,
+        user_api_key_dict,
+        response,
+        request_headers=None,
+        litellm_call_info=None,  # noqa: ANN001
+    ):
         """Proxy: the decision id as a response header (``x-rlc-decision-id``)."""
         md = request_metadata(data) if isinstance(data, Mapping) else None
-        hidden = getattr(response, "_hidden_params", None)
-        if md is not None and isinstance(hidden, dict):
-            headers = hidden.setdefault("additional_headers", {})
-            if isinstance(headers, dict):
-                headers[DECISION_HEADER] = md[DECISION_ID]
-        return response
+        return {DECISION_HEADER: str(md[DECISION_ID])} if md is not None else None
 
     # -- the rule ------------------------------------------------------------------------------
     def on_success(self, kwargs: Mapping[str, Any], response: Any, start: Any, end: Any) -> None:

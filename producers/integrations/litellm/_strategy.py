@@ -13,7 +13,8 @@ A later pick for the same request (LiteLLM retrying, or falling back to another 
 makes no decision: it serves a deployment the request has not failed on yet, chosen
 uniformly. A group with one deployment, or a request for a specific deployment, is
 served as asked and not logged. Routing never raises because of rl-commons: any error
-of the selector serves a uniformly chosen deployment and is counted (``errors``).
+of the selector serves a uniformly chosen deployment and is counted (``errors``); a
+selector that could not be made is tried again after ``RETRY_SECONDS``.
 
 Selectors are made lazily, one per group, in the process that routes: after a fork
 (gunicorn/uvicorn workers) the child drops what its parent made and builds its own
@@ -27,11 +28,12 @@ import os
 import random
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from policy_store import PolicyConfig, RewardSpec, Settings, make_config
+from policy_store import PolicyConfig, RedisPolicyStore, RewardSpec, Settings, make_config
 
 from ... import EventProducer, ProviderSelector, SafeProviderSelector
 from ._features import N_OPENAI_FEATURES, openai_features
@@ -40,6 +42,8 @@ from ._ledger import DECISION_ARM, DECISION_GROUP, DECISION_ID, Ledger
 log = logging.getLogger(__name__)
 
 SelectorFactory = Callable[[str, Sequence[str]], ProviderSelector]
+#: after a selector could not be made (Redis down at start …), route uniformly this long
+RETRY_SECONDS = 5.0
 _BAD_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -65,7 +69,9 @@ class BanditRoutingStrategy:
     ``selector_factory(policy, arms) -> ProviderSelector`` (anything else, e.g. an
     in-process selector in tests); with neither, each group learns in-process in this
     process only. ``safe=True`` uses ``SafeProviderSelector`` (rollout fraction, shadow
-    mode and kill switch from the policy config). Register it with ``attach(router)``.
+    mode and kill switch from the policy config). With ``create_policies``, a group's policy
+    that is missing from Redis is created (``policy_config``) when its selector is made.
+    Register it with ``attach(router)``.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class BanditRoutingStrategy:
         safe: bool = True,
         cohort_header: str = "x-rlc-cohort-key",
         reward_spec: RewardSpec | None = None,
+        create_policies: bool = False,
         seed: int | None = None,
     ) -> None:
         self.settings = settings
@@ -86,6 +93,7 @@ class BanditRoutingStrategy:
         self.safe = safe
         self.cohort_header = cohort_header.lower()
         self.reward_spec = reward_spec
+        self.create_policies = create_policies
         self.router: Any = None
         self.ledger = Ledger()
         self._factory = selector_factory or self._default_factory
@@ -94,6 +102,7 @@ class BanditRoutingStrategy:
         self._lock = threading.Lock()
         self._selectors: dict[str, ProviderSelector] = {}
         self._deployments: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._retry_at: dict[str, float] = {}  # group -> when to try making its selector again
         self._producer: EventProducer | None = None
         self.errors = 0
         ref = weakref.ref(self)
@@ -121,6 +130,9 @@ class BanditRoutingStrategy:
             )
         if self._producer is None:
             self._producer = EventProducer(self.settings)
+        if self.create_policies:
+            store = RedisPolicyStore.from_settings(self.settings)
+            store.create(self._config(policy, arms), exist_ok=True)
         return cls.connect(
             policy,
             self.settings,
@@ -160,12 +172,13 @@ class BanditRoutingStrategy:
         (``store.create(config, exist_ok=True)``) before routing in streaming mode."""
         if arms is None:
             arms = tuple(self._group(model_group))
+        return self._config(policy_name(self.policy_prefix, model_group), arms, **fields)
+
+    def _config(self, policy: str, arms: Sequence[str], **fields: Any) -> PolicyConfig:
         fields.setdefault("n_features", N_OPENAI_FEATURES)
         if self.reward_spec is not None:
             fields.setdefault("reward", self.reward_spec)
-        return make_config(
-            name=policy_name(self.policy_prefix, model_group), arms=list(arms), **fields
-        )
+        return make_config(name=policy, arms=list(arms), **fields)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush the events and stop the selectors' readers."""
@@ -209,7 +222,15 @@ class BanditRoutingStrategy:
         if isinstance(md, dict) and DECISION_ID in md:
             return self._retry_pick(group, md)
         try:
-            selector = self._selectors.get(model) or self.selector(model, tuple(group))
+            selector = self._selectors.get(model)
+            if selector is None:
+                if time.monotonic() < self._retry_at.get(model, 0.0):
+                    return self._uniform(group)
+                try:
+                    selector = self.selector(model, tuple(group))
+                except Exception:
+                    self._retry_at[model] = time.monotonic() + RETRY_SECONDS
+                    raise
             request = kwargs if "messages" in kwargs else {**kwargs, "messages": messages}
             decision = selector.select(request, request_key=self._request_key(kwargs, md))
         except Exception as exc:  # never fail a request because of the policy
