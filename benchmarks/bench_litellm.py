@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download
 
 from _output import command_line, emit  # noqa: E402
+from bench_proxy import services  # noqa: E402
 
 from policy_store import RedisPolicyStore, RewardSpec, Settings  # noqa: E402
 from producers import Topics, create_topics  # noqa: E402
@@ -60,18 +61,6 @@ def model_list() -> list[dict]:
         }
         for ident, price in (("cheap", 1e-6), ("strong", 1e-4))
     ]
-
-
-def services():
-    """(bootstrap, redis_url, stop) — the embedded services unless both env vars are set."""
-    bootstrap = os.environ.get("RL_COMMONS_KAFKA_BOOTSTRAP")
-    redis_url = os.environ.get("RL_COMMONS_REDIS_URL")
-    if bootstrap and redis_url:
-        return bootstrap, redis_url, lambda: None
-    from stream_app.dev.embedded import EmbeddedServices
-
-    svc = EmbeddedServices.start()
-    return svc.bootstrap, svc.redis_url, svc.stop
 
 
 async def timed(routers: dict, iterations: int, blocks: int = 20) -> dict[str, np.ndarray]:
