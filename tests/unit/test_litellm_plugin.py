@@ -273,3 +273,25 @@ def test_openai_features():
     )
     assert x == (1.0, 0.021, 0.2, 0.0, 1.0, 10.0, 1.0, 1.0, 1.0, 1.0)
     assert openai_features({"messages": "not a list", "max_tokens": "nan"})[5] == 0.0
+
+
+def test_public_names():
+    import producers.integrations as integrations
+    import producers.integrations.litellm as integration
+
+    for module in (integrations, integration):
+        assert all(getattr(module, name, None) is not None for name in module.__all__)
+    from producers.integrations.litellm import proxy
+
+    with pytest.raises(AttributeError):
+        proxy.nothing_here  # noqa: B018  (only ``handler`` is made on demand)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from producers.integrations import _feedback
+    from producers.integrations.litellm import _features, _strategy
+
+    for module in (_feedback, _features, _strategy):
+        assert doctest.testmod(module).failed == 0
