@@ -122,20 +122,21 @@ class OutcomeLogger(CustomLogger):
             self.skipped += 1
             return
         selector = self.strategy.selector_of(md.get(DECISION_GROUP))
-        if selector is None:
+        config = selector.config if selector is not None else None
+        if config is None:
             self.skipped += 1
             return
         served = _served(kwargs)
         error = earlier_failure(md, served, arm)
         if error is not None:
-            fallback = served if served in selector.config.arms else None
+            fallback = served if served in config.arms else None
             if self.strategy.ledger.close(decision_id, "failed"):
                 self._report(selector, decision_id, arm, error=error, fallback_provider=fallback)
             return
         if not self.strategy.ledger.close(decision_id, "ok"):
             self.skipped += 1
             return
-        spec = selector.config.reward
+        spec = config.reward
         seconds = _seconds(start, end)
         latency = None
         if seconds is not None:
