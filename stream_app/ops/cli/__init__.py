@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "_dashboard",
     "_report",
     "_dlq",
+    "_feedback",
 ]
 
 

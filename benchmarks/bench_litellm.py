@@ -1,0 +1,219 @@
+"""Overhead of the rl-commons routing plugin in ``litellm.Router.acompletion``.
+
+Four routers over the same two ``mock_response`` deployments (no network), timed in one
+run: LiteLLM's built-in ``simple-shuffle`` and ``latency-based-routing``, and
+``BanditRoutingStrategy`` in streaming mode (parameters from Redis through the reader,
+decisions enqueued to Kafka: the embedded broker and Redis unless
+``RL_COMMONS_KAFKA_BOOTSTRAP`` and ``RL_COMMONS_REDIS_URL`` are set), without and with the
+``OutcomeLogger`` callback. Each ``await router.acompletion(...)`` is timed alone; the
+routers take turns in blocks, in a rotating order, with a full garbage collection between
+blocks (as ``_timing.measure`` does for synchronous calls). Reported: p50, p99 and p99.9 in
+µs, and each row's p50 minus ``simple-shuffle``'s.
+
+    python benchmarks/bench_litellm.py                      # 5,000 timed calls per router
+    python benchmarks/bench_litellm.py --iterations 20000 --out /tmp/litellm.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download
+
+from _output import command_line, emit  # noqa: E402
+from bench_proxy import services  # noqa: E402
+
+from policy_store import RedisPolicyStore, RewardSpec, Settings  # noqa: E402
+from producers import Topics, create_topics  # noqa: E402
+
+MESSAGES = [
+    [{"role": "user", "content": "Hi! How are you today?"}],
+    [{"role": "user", "content": "Fix this:\n```python\ndef add(a, b):\n    return a - b\n```"}],
+    [
+        {"role": "system", "content": "Answer in JSON."},
+        {"role": "user", "content": "List three colours." * 20},
+    ],
+]
+
+
+def model_list() -> list[dict]:
+    return [
+        {
+            "model_name": "chat",
+            "litellm_params": {
+                "model": f"openai/{ident}",
+                "api_key": "sk-unused",
+                "mock_response": f"answer from {ident}",
+                "input_cost_per_token": price,
+                "output_cost_per_token": price,
+            },
+            "model_info": {"id": ident},
+        }
+        for ident, price in (("cheap", 1e-6), ("strong", 1e-4))
+    ]
+
+
+async def timed(routers: dict, iterations: int, blocks: int = 20) -> dict[str, np.ndarray]:
+    """Nanoseconds of each ``acompletion`` call, by router name."""
+    import litellm
+
+    per_block = max(1, iterations // blocks)
+    clock = time.perf_counter_ns
+    for router, _cb in routers.values():  # warm-up
+        for i in range(200):
+            await router.acompletion(model="chat", messages=MESSAGES[i % 3], user=f"u{i}")
+    times: dict[str, list[np.ndarray]] = {name: [] for name in routers}
+    items = list(routers.items())
+    gc.disable()
+    try:
+        for b in range(blocks):
+            k = b % len(items)
+            for name, (router, callbacks) in items[k:] + items[:k]:
+                litellm.callbacks[:] = callbacks  # only the row's own callback runs
+                out = np.empty(per_block, dtype=np.int64)
+                for i in range(per_block):
+                    messages = MESSAGES[i % 3]
+                    t0 = clock()
+                    await router.acompletion(model="chat", messages=messages, user=f"u{i}")
+                    out[i] = clock() - t0
+                    await asyncio.sleep(0)  # the callbacks' tasks run between calls
+                times[name].append(out)
+                await asyncio.sleep(0.01)
+            gc.collect()
+    finally:
+        gc.enable()
+    return {name: np.concatenate(parts) for name, parts in times.items()}
+
+
+def table(times: dict[str, np.ndarray]) -> str:
+    rows = {name: np.percentile(t, [50, 99, 99.9]) / 1000.0 for name, t in times.items()}
+    base = rows["LiteLLM simple-shuffle"][0]
+    lines = [
+        "| router | p50 µs | p99 µs | p99.9 µs | p50 − simple-shuffle µs |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (p50, p99, p999) in rows.items():
+        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {p999:.1f} | {p50 - base:+.1f} |")
+    return "\n".join(lines)
+
+
+class RandomPick:
+    """A routing plugin that picks uniformly: what LiteLLM's plugin path costs by itself."""
+
+    def __init__(self, router) -> None:
+        self.deployments = list(router.registry().deployments("chat"))
+        self.rng = np.random.default_rng(0)
+
+    def get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):  # noqa: E501
+        return self.deployments[int(self.rng.integers(len(self.deployments)))]
+
+    async def async_get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):  # noqa: E501
+        return self.get_available_deployment(model)
+
+
+def pick_alone(strategy, iterations: int) -> np.ndarray:
+    """Nanoseconds of the plugin's own pick (features, select, decision event), no LiteLLM."""
+    clock = time.perf_counter_ns
+    out = np.empty(iterations, dtype=np.int64)
+    for i in range(iterations):
+        kwargs = {"messages": MESSAGES[i % 3], "user": f"u{i}", "metadata": {}}
+        t0 = clock()
+        strategy.get_available_deployment("chat", kwargs["messages"], request_kwargs=kwargs)
+        out[i] = clock() - t0
+    return out
+
+
+def build(settings: Settings):
+    import litellm
+
+    from producers.integrations.litellm import BanditRoutingStrategy, OutcomeLogger
+
+    spec = RewardSpec(cost_cap=0.003, latency_cap_ms=2000.0)
+    plain = BanditRoutingStrategy(settings, reward_spec=spec, policy_prefix="bench.", seed=0)
+    logged = BanditRoutingStrategy(settings, reward_spec=spec, policy_prefix="bench2.", seed=1)
+    ours, ours_logged = (
+        litellm.Router(model_list=model_list()),
+        litellm.Router(model_list=model_list()),
+    )
+    plain.attach(ours)
+    logged.attach(ours_logged)
+    shuffled = litellm.Router(model_list=model_list())
+    shuffled.register_plugin(RandomPick(shuffled))
+    routers = {
+        "LiteLLM simple-shuffle": (
+            litellm.Router(model_list=model_list(), routing_strategy="simple-shuffle"),
+            [],
+        ),
+        "LiteLLM latency-based-routing": (
+            litellm.Router(model_list=model_list(), routing_strategy="latency-based-routing"),
+            [],
+        ),
+        "random-pick plugin (LiteLLM's plugin path alone)": (shuffled, []),
+        "rl-commons plugin (select + decision event)": (ours, []),
+        "rl-commons plugin + OutcomeLogger": (ours_logged, [OutcomeLogger(logged)]),
+    }
+    store = RedisPolicyStore.from_settings(settings)
+    for strategy in (plain, logged):
+        store.create(strategy.policy_config("chat", rollout_fraction=1.0), exist_ok=True)
+        selector = strategy.selector("chat")
+        deadline = time.monotonic() + 10
+        while selector.config is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return routers, (plain, logged)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--iterations", type=int, default=5_000, help="timed calls per router")
+    ap.add_argument("--out", type=Path, help="also write the markdown to this file")
+    args = ap.parse_args(argv)
+    import litellm
+
+    bootstrap, redis_url, stop = services()
+    strategies: tuple = ()
+    saved = list(litellm.callbacks)
+    try:
+        tag = os.urandom(4).hex()
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            key_prefix=f"bench{tag}",
+            topic_prefix=f"bench{tag}.",
+        )
+        create_topics(settings, Topics(settings.topic_prefix), partitions=4)
+        routers, strategies = build(settings)
+        times = asyncio.run(timed(routers, args.iterations))
+        alone = np.percentile(pick_alone(strategies[0], args.iterations), [50, 99]) / 1000.0
+        metrics = {s.policy_prefix: s.metrics() for s in strategies}
+    finally:
+        litellm.callbacks[:] = saved
+        for s in strategies:
+            s.close()
+        stop()
+    errors = sum(m["errors"] for m in metrics.values())
+    text = (
+        f"Command: `{command_line('bench_litellm.py', argv)}`  \n"
+        f"litellm {version('litellm')}, {args.iterations} timed calls per router, "
+        f"{os.cpu_count()} CPUs; plugin errors {errors}. The plugin's pick alone (features, "
+        f"select, decision event; no LiteLLM): p50 {alone[0]:.1f} µs, p99 {alone[1]:.1f} µs."
+        "\n\n" + table(times) + "\n"
+    )
+    return emit(text, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
