@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from policy_store import StoreUnavailableError
+from policy_store import StoreError
 from producers import EventError, RewardEvent, Topics
 
 from ._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, encode_entry
@@ -109,6 +109,8 @@ class BatchEngine:
         self.assigned: list[str] = []
         self.rebalancing = True
         self.error: BaseException | None = None
+        # why rewards are not being applied now (store down, out of memory, ...), or None
+        self.problem: str | None = None
         self._next_sweep = 0.0
         # rewards read but not applied yet (kept while the store is down), offsets to commit
         self._pending: list[tuple[RewardEvent, Any]] = []
@@ -133,7 +135,8 @@ class BatchEngine:
 
     @property
     def ready(self) -> bool:
-        return bool(self.assigned) and not self.rebalancing
+        """Owns partitions, is not rebalancing and applies its rewards (``problem`` None)."""
+        return bool(self.assigned) and not self.rebalancing and self.problem is None
 
     def _run(self) -> None:
         self._restart_backoff.reset()
@@ -237,20 +240,28 @@ class BatchEngine:
 
     def _apply_pending(self, now: float) -> None:
         """Apply the rewards read so far and commit their offsets; while the store is down
-        keep them (uncommitted), pause the rewards partitions and retry with backoff while
-        the join goes on."""
+        (or out of memory, or answers another error the updater retries) keep them
+        (uncommitted), pause the rewards partitions and retry with backoff while the join
+        goes on; ``problem`` says why meanwhile."""
         if not self._reward_offsets or now < self._retry_at:
             return
         rewards = self._pending
         try:
-            result = self.updater.apply([r for r, _ in rewards]) if rewards else None
-        except StoreUnavailableError as exc:
+            result = None
+            if rewards:
+                positions = [(m.partition(), m.offset()) for _, m in rewards]
+                result = self.updater.apply([r for r, _ in rewards], positions)
+        except StoreError as exc:  # StoreUnavailableError included: retried without bound
             delay = self._apply_backoff.next()
             self.updater.metrics.apply_retries.inc()
-            log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+            if self.problem is None:
+                log.warning("cannot apply rewards, retrying with backoff: %s", exc)
+            self.problem = f"applying rewards: {exc}"
             self._retry_at = now + delay
             self._pause_rewards(True)
             return
+        if self.problem is not None:
+            log.info("applying rewards again after: %s", self.problem)
         if result is not None and result.rejected:
             by_id = {r.decision_id: m for r, m in rewards}
             out = Outputs()
@@ -270,6 +281,7 @@ class BatchEngine:
         out.dlq.append(self.join.dlq_record(reason, detail, value, _source(msg), now, policy))
 
     def _forget_pending(self) -> None:
+        self.problem = None  # whoever applies these rewards next finds out again
         self._pending = []
         self._reward_offsets = {}
         self._retry_at = 0.0

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from policy_store import InMemoryPolicyStore, StoreUnavailableError, make_config
+from policy_store import InMemoryPolicyStore, StoreError, StoreUnavailableError, make_config
 from producers import DecisionEvent, DLQRecord, OutcomeEvent, Topics
 from stream_app._batch_join import JoinTables, decode_entry, restore_entries
 from stream_app._engine import BatchEngine, EngineOptions
@@ -190,13 +190,13 @@ class Store(InMemoryPolicyStore):
         self.events = events
         self.down = False
 
-    def apply(self, name, observations):
+    def apply(self, name, observations, **kwargs):
         observations = list(observations)
         if self.down:
             self.events.append(("apply failed", len(observations)))
             raise StoreUnavailableError("Redis unreachable (simulated)")
         self.events.append(("apply", len(observations)))
-        return super().apply(name, observations)
+        return super().apply(name, observations, **kwargs)
 
 
 class World:
@@ -395,3 +395,53 @@ def test_a_reward_the_store_refuses_goes_to_the_dlq_before_its_offset_is_committ
     assert dlq < events.index(("flush",)) < _commits(events, TOPICS.rewards)[0]
     [rec] = world.broker.records(TOPICS.dlq)
     assert DLQRecord.model_validate_json(rec.value()).reason == "unknown_policy"
+
+
+def test_out_of_memory_is_retried_counted_and_shown_as_the_reason_not_ready(world):
+    for i in range(3):
+        world.send_pair(i)
+    world.turns(1)
+    assert world.engine.ready and world.engine.problem is None
+    real_apply = world.store.apply
+
+    def full(name, observations, **kwargs):
+        raise StoreUnavailableError("Redis at redis://x is out of memory (maxmemory reached)")
+
+    world.store.apply = full
+    sessions = len(world.clients.consumers)
+    events = world.turns(3, advance=5.0)
+    assert world.retries() == 3 and _commits(events, TOPICS.rewards) == []
+    assert not world.engine.ready and "out of memory" in world.engine.problem
+    assert len(world.clients.consumers) == sessions  # no consumer restart
+    world.store.apply = real_apply
+    events = world.turns(1, advance=5.0)
+    assert _commits(events, TOPICS.rewards) and world.n() == 3
+    assert world.engine.ready and world.engine.problem is None
+
+
+def test_an_unexpected_store_error_is_retried_a_bounded_number_of_times_then_isolated(world):
+    """A reward the store keeps refusing with an unexpected error (not the store being
+    away): the batch is retried ``max_tries`` times with backoff, then split; the reward
+    goes to the DLQ, every other one is applied and the partition moves on."""
+    for i in range(6):
+        world.send_pair(i)
+    world.turns(1)
+    real_apply = world.store.apply
+
+    def refuses_d3(name, observations, **kwargs):
+        observations = list(observations)
+        if any(o.decision_id == "d3" for o in observations):
+            raise StoreError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return real_apply(name, observations, **kwargs)
+
+    world.store.apply = refuses_d3
+    tries = world.updater.max_tries
+    for k in range(1, tries):
+        events = world.turns(1, advance=5.0)
+        assert world.retries() == k and _commits(events, TOPICS.rewards) == []
+        assert "WRONGTYPE" in world.engine.problem
+    events = world.turns(1, advance=5.0)
+    assert _commits(events, TOPICS.rewards) and world.engine.problem is None
+    assert world.n() == 5
+    [dlq] = [DLQRecord.model_validate_json(r.value()) for r in world.broker.records(TOPICS.dlq)]
+    assert dlq.reason == "out_of_range" and "WRONGTYPE" in dlq.detail and dlq.key == "d3"
