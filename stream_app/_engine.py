@@ -9,11 +9,12 @@ and lifecycle, ``app.py``). One loop turn:
 
     consume up to ``batch_size`` messages of decisions, outcomes and rewards
     -> join decisions/outcomes (``JoinTables``): rewards, DLQ records, table changes
-    -> produce rewards + DLQ, flush; produce the table changes to the changelog, flush
+    -> produce the table changes to the changelog, flush; produce rewards + DLQ, flush
     -> commit the offsets of the batch's decisions and outcomes
-    -> apply the rewards read so far through the store's idempotent ``apply``
-       (retrying with backoff while the store is down: nothing is committed meanwhile,
-       the rewards partitions are paused, the join goes on)
+    -> apply the rewards read so far, with their (partition, offset) in the rewards
+       topic, through the store's idempotent ``apply`` (retrying with backoff while the
+       store is down or out of memory: nothing is committed meanwhile, the rewards
+       partitions are paused, the join goes on, ``problem`` says why)
     -> commit the offsets of those rewards
     -> every ``sweep_interval`` s close the windows that passed (rewards, then tombstones)
 
@@ -23,8 +24,10 @@ rewards alike). On assignment a partition's table is restored from
 ``<app id>-join-changelog`` partition ``p``. A crash anywhere before a commit replays
 the batch: the restored table may be ahead of the input (changelog flushed, offsets
 not committed), and a replayed message then meets the entry's tombstone, which
-re-sends the stored reward; rewards are keyed by decision_id and applied
-idempotently, so nothing counts twice and nothing is lost.
+re-sends the stored reward (the same ``reward_ts``: the changelog goes first, so a
+replay never makes a reward anew). The store skips rewards at or below its partition's
+watermark and re-sent copies within the dedupe window, so nothing counts twice and
+nothing is lost.
 
 The Kafka clients come from a ``KafkaClients`` (``_clients``), so the order above is
 unit-tested with fakes (tests/unit/test_engine.py).
@@ -235,7 +238,7 @@ class BatchEngine:
                 self.join.handle(kind, value, _source(msg), now, out)
         if n_rewards:
             self.updater.metrics.events_in.labels("rewards").inc(n_rewards)
-        self._publish(out)
+        self._publish(out, changes_first=True)
         self._commit(join_offsets)
 
     def _apply_pending(self, now: float) -> None:
@@ -323,22 +326,31 @@ class BatchEngine:
                 "check that it is reachable, the worker restarts from its committed offsets"
             )
 
-    def _publish(self, out: Outputs) -> None:
-        """Rewards and DLQ records, flushed; then the table changes, flushed; then the
+    def _publish(self, out: Outputs, changes_first: bool = False) -> None:
+        """Rewards and DLQ records, flushed, then the table changes, flushed (a sweep: its
+        tombstones only once its rewards are sent); with ``changes_first`` (a batch of
+        input, which is replayed if the worker dies before it is committed) the other way
+        round, so a replay meets the tombstone and re-sends the very reward. Then the
         join's counters summed since the last publish go to the metrics."""
         if out:
-            for r in out.rewards:
-                self._produce(self.topics.rewards, r.decision_id.encode(), r.to_bytes())
-            for rec in out.dlq:
-                key = rec.key.encode() if rec.key else b""
-                self._produce(self.topics.dlq, key, rec.to_bytes())
+            if changes_first:
+                self._publish_changes(out)
             if out.rewards or out.dlq:
+                for r in out.rewards:
+                    self._produce(self.topics.rewards, r.decision_id.encode(), r.to_bytes())
+                for rec in out.dlq:
+                    key = rec.key.encode() if rec.key else b""
+                    self._produce(self.topics.dlq, key, rec.to_bytes())
                 self._flush()
-            if out.changes:
-                for (p, key), state in out.changes.items():
-                    self._produce(self.changelog, key.encode(), encode_entry(state), p)
-                self._flush()
+            if not changes_first:
+                self._publish_changes(out)
         self.join.flush_counts()
+
+    def _publish_changes(self, out: Outputs) -> None:
+        if out.changes:
+            for (p, key), state in out.changes.items():
+                self._produce(self.changelog, key.encode(), encode_entry(state), p)
+            self._flush()
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException, TopicPartition

@@ -278,24 +278,28 @@ def world() -> World:
     return World()
 
 
-def test_rewards_and_dlq_are_flushed_before_the_changelog_and_apply_comes_before_commit(world):
+def _order(events: list[tuple]) -> tuple[int, int, int, int, list[int]]:
+    """First and last changelog write, first and last reward/DLQ write, flush positions."""
+    out = ("produce", TOPICS.rewards), ("produce", TOPICS.dlq)
+    changes = [i for i, e in enumerate(events) if e[:2] == ("produce", CHANGELOG)]
+    sent = [i for i, e in enumerate(events) if e[:2] in out]
+    flushes = [i for i, e in enumerate(events) if e == ("flush",)]
+    return changes[0], changes[-1], sent[0], sent[-1], flushes
+
+
+def test_input_changes_are_flushed_before_its_rewards_and_apply_comes_before_commit(world):
+    """A batch of input: table changes first (a replay then meets the tombstone and
+    re-sends the very reward, never a new one), then rewards and DLQ, then the commit."""
     for i in range(3):
         world.send_pair(i)
     world.broker.append(TOPICS.decisions, b"bad", b"{not json")
     first = world.turns(1)
     assert first[:2] == [("assign", sorted(world.consumer.assigned)), ("restore", [0, 1])]
     produced = [e[1] for e in first if e[0] == "produce"]
-    assert sorted(produced[:4]) == sorted([TOPICS.rewards] * 3 + [TOPICS.dlq])
-    assert produced[4:] == [CHANGELOG] * 3  # one write per key and batch
-    flushes = [i for i, e in enumerate(first) if e == ("flush",)]
-    last_reward = max(
-        i
-        for i, e in enumerate(first)
-        if e[:2] in (("produce", TOPICS.rewards), ("produce", TOPICS.dlq))
-    )
-    first_change = min(i for i, e in enumerate(first) if e[:2] == ("produce", CHANGELOG))
-    last_change = max(i for i, e in enumerate(first) if e[:2] == ("produce", CHANGELOG))
-    assert last_reward < flushes[0] < first_change and last_change < flushes[1]
+    assert produced[:3] == [CHANGELOG] * 3  # one write per key and batch
+    assert sorted(produced[3:]) == sorted([TOPICS.rewards] * 3 + [TOPICS.dlq])
+    first_change, last_change, first_sent, last_sent, flushes = _order(first)
+    assert last_change < flushes[0] < first_sent and last_sent < flushes[1]
     [commit] = [i for i, e in enumerate(first) if e[0] == "commit"]
     assert first[commit] == ("commit", [TOPICS.decisions, TOPICS.outcomes]) and commit > flushes[1]
     assert world.n() == 0  # the rewards are applied once they are read back
@@ -445,3 +449,16 @@ def test_an_unexpected_store_error_is_retried_a_bounded_number_of_times_then_iso
     assert world.n() == 5
     [dlq] = [DLQRecord.model_validate_json(r.value()) for r in world.broker.records(TOPICS.dlq)]
     assert dlq.reason == "out_of_range" and "WRONGTYPE" in dlq.detail and dlq.key == "d3"
+
+
+def test_a_sweep_sends_its_rewards_before_it_writes_its_tombstones(world):
+    for i in range(3):
+        world.send_pair(i, outcome=False)
+    world.turns(1)
+    for i in range(3):  # a partial outcome: the window closes with a reward
+        out = OutcomeEvent(decision_id=f"d{i}", timestamp=2.0, cost=0.0)
+        world.broker.append(TOPICS.outcomes, f"d{i}".encode(), out.to_bytes())
+    world.turns(1)
+    events = world.turns(1, advance=40.0)  # past the 30 s window: the sweep closes them
+    first_change, last_change, first_sent, last_sent, flushes = _order(events)
+    assert last_sent < flushes[0] < first_change and last_change < flushes[1]
