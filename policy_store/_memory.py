@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ._applied import Applied
 from ._config import PolicyConfig
 from ._errors import ConfigError, InvalidDeltaError, UnknownPolicyError
 from ._state import ArmStats, Observation, PolicyState, apply_deltas
@@ -17,46 +18,11 @@ from ._store import (
     PolicyStore,
     check_compatible,
     check_dimension,
-    dedupe_bucket,
 )
 
 #: expired dedupe ids are dropped when a policy's id dict reaches twice its size after
 #: the last purge, and at least this many entries: amortised O(1) per id.
 PURGE_MIN_GROWTH = 1024
-
-
-class _Applied:
-    """What a policy remembers of positioned batches (as Redis's ``:applied`` hash and
-    ``:seen:`` sets): per rewards partition the watermark, the clock and the decision ids
-    of the last ``window`` seconds by bucket."""
-
-    def __init__(self) -> None:
-        self.marks: dict[int, int] = {}
-        self.clocks: dict[int, float] = {}
-        self.seen: dict[tuple[int, int], set[str]] = {}
-
-    def applied(self, obs: Observation) -> bool:
-        p, offset, made_at = obs.position  # type: ignore[misc]
-        if offset <= self.marks.get(p, -1):
-            return True
-        return obs.decision_id in self.seen.get((p, dedupe_bucket(made_at)), ())
-
-    def record(
-        self, batch: Sequence[Observation], marks: Mapping[int, int], now: float, window: float
-    ) -> None:
-        for p, offset in marks.items():
-            self.marks[p] = max(self.marks.get(p, -1), offset)
-        for obs in batch:
-            p, _, made_at = obs.position  # type: ignore[misc]
-            self.clocks[p] = max(self.clocks.get(p, 0.0), min(made_at, now))
-        cutoff = {p: dedupe_bucket(self.clocks.get(p, 0.0) - window) for p in marks}
-        for key in [k for k in self.seen if k[0] in cutoff and k[1] < cutoff[k[0]]]:
-            del self.seen[key]
-        for obs in batch:
-            p, _, made_at = obs.position  # type: ignore[misc]
-            bucket = dedupe_bucket(made_at)
-            if bucket >= cutoff[p]:
-                self.seen.setdefault((p, bucket), set()).add(obs.decision_id)
 
 
 class InMemoryPolicyStore(PolicyStore):
@@ -73,7 +39,7 @@ class InMemoryPolicyStore(PolicyStore):
         self._updated: dict[str, float | None] = {}
         self._seen: dict[str, dict[str, float]] = {}
         self._purge_at: dict[str, int] = {}
-        self._applied: dict[str, _Applied] = {}
+        self._applied: dict[str, Applied] = {}
         self._clock = clock
 
     def _need(self, name: str) -> PolicyConfig:
@@ -99,7 +65,7 @@ class InMemoryPolicyStore(PolicyStore):
             self._updated[config.name] = None
             self._seen[config.name] = {}
             self._purge_at[config.name] = PURGE_MIN_GROWTH
-            self._applied[config.name] = _Applied()
+            self._applied[config.name] = Applied()
             return config
 
     def get_config(self, name: str) -> PolicyConfig:
