@@ -80,6 +80,11 @@ KNOWN = (
         "Learning through the Kafka / Faust / Redis pipeline",
         ("--rounds", "2000", "--seeds", "3"),
     ),
+    Bench(
+        "memory",
+        "Redis memory of a policy: state and exactly-once bookkeeping",
+        ("--rewards", "10000,100000", "--legacy", "10000"),
+    ),
 )
 
 

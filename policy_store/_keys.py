@@ -11,7 +11,16 @@ policy lives in one Redis Cluster slot and the Lua apply touches a single slot.
                                       dual: the Lagrange multiplier λ (absent = 0)
     {prefix}:{name}:version           integer, bumped on every apply / reset
     {prefix}:{name}:updated_at        unix seconds of the last change
-    {prefix}:{name}:dedupe:<id>       "1" with TTL: decision_id already applied
+    {prefix}:{name}:applied           hash, per rewards partition p: o:<p> the highest offset
+                                      applied (watermark), t:<p> the partition's clock (largest
+                                      reward time applied, s)
+    {prefix}:{name}:seen:<p>          sorted set of the live buckets of partition p (score = bucket)
+    {prefix}:{name}:seen:<p>:<bucket> set of the decision_ids applied from p whose rewards were
+                                      made in that minute (bucket = floor(reward_ts / 60)); kept
+                                      while within the dedupe window of the clock, for re-sent
+                                      copies (same reward_ts, higher offset)
+    {prefix}:{name}:dedupe:<id>       "1" with TTL: decision_id already applied (only batches
+                                      without positions, e.g. an in-process store user)
     {prefix}:{name}:versions          pub/sub channel announcing new versions
 """
 
@@ -48,6 +57,14 @@ class PolicyKeys:
     @property
     def channel(self) -> str:
         return f"{self.base}:versions"
+
+    @property
+    def applied(self) -> str:
+        return f"{self.base}:applied"
+
+    @property
+    def seen_prefix(self) -> str:
+        return f"{self.base}:seen"
 
     def dedupe(self, decision_id: str) -> str:
         return f"{self.base}:dedupe:{decision_id}"

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+
+from ._applied import Applied
 from ._config import PolicyConfig
-from ._errors import ConfigError, UnknownPolicyError
-from ._state import ArmStats, PolicyState, apply_deltas
-from ._store import Head, PolicyStore, check_compatible
+from ._errors import ConfigError, InvalidDeltaError, UnknownPolicyError
+from ._state import ArmStats, Observation, PolicyState, apply_deltas
+from ._store import (
+    DEFAULT_DEDUPE_WINDOW,
+    Head,
+    PolicyStore,
+    check_compatible,
+    check_dimension,
+)
 
 #: expired dedupe ids are dropped when a policy's id dict reaches twice its size after
 #: the last purge, and at least this many entries: amortised O(1) per id.
@@ -17,8 +26,9 @@ PURGE_MIN_GROWTH = 1024
 
 
 class InMemoryPolicyStore(PolicyStore):
-    """Policies in a dict; dedupe ids expire after the policy's TTL like in Redis (expired
-    ids are purged as the dict grows, so a long-running store stays bounded)."""
+    """Policies in a dict, with the same bookkeeping as Redis: watermarks and re-send
+    buckets for positioned observations; without positions, dedupe ids that expire after
+    the policy's TTL (purged as the dict grows, so a long-running store stays bounded)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.RLock()
@@ -29,6 +39,7 @@ class InMemoryPolicyStore(PolicyStore):
         self._updated: dict[str, float | None] = {}
         self._seen: dict[str, dict[str, float]] = {}
         self._purge_at: dict[str, int] = {}
+        self._applied: dict[str, Applied] = {}
         self._clock = clock
 
     def _need(self, name: str) -> PolicyConfig:
@@ -54,6 +65,7 @@ class InMemoryPolicyStore(PolicyStore):
             self._updated[config.name] = None
             self._seen[config.name] = {}
             self._purge_at[config.name] = PURGE_MIN_GROWTH
+            self._applied[config.name] = Applied()
             return config
 
     def get_config(self, name: str) -> PolicyConfig:
@@ -82,6 +94,7 @@ class InMemoryPolicyStore(PolicyStore):
                 self._updated,
                 self._seen,
                 self._purge_at,
+                self._applied,
             ):
                 d.pop(name, None)
 
@@ -118,27 +131,50 @@ class InMemoryPolicyStore(PolicyStore):
     def _apply_deltas(
         self,
         config: PolicyConfig,
-        decision_ids: Sequence[str],
+        batch: Sequence[Observation],
         deltas: dict[str, ArmStats],
         dual_delta: float = 0.0,
+        marks: Mapping[int, int] | None = None,
+        window: float = DEFAULT_DEDUPE_WINDOW,
     ) -> tuple[int, list[str]]:
         name = config.name
         with self._lock:
-            self._need(name)
+            check_dimension(self._need(name), config)
             now = self._clock()
-            seen = self._seen[name]
-            dups = [i for i in decision_ids if seen.get(i, -1.0) > now]
+            if marks is None:
+                seen = self._seen[name]
+                dups = [o.decision_id for o in batch if seen.get(o.decision_id, -1.0) > now]
+            else:
+                dups = [o.decision_id for o in batch if self._applied[name].applied(o)]
             if dups:
                 return self._versions[name], dups
-            expiry = now + config.dedupe_ttl_seconds
-            for i in decision_ids:
-                seen[i] = expiry
-            if len(seen) >= self._purge_at[name]:
-                self._seen[name] = seen = {i: t for i, t in seen.items() if t > now}
-                self._purge_at[name] = max(2 * len(seen), PURGE_MIN_GROWTH)
-            self._states[name] = apply_deltas(
-                self._states[name], deltas, config.algorithm.forgetting
-            )
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                states = apply_deltas(self._states[name], deltas, config.algorithm.forgetting)
+            for arm in deltas:
+                try:
+                    states[arm].validate(config.n_features)
+                except InvalidDeltaError:
+                    raise InvalidDeltaError(
+                        f"adding the batch would make arm {arm!r}'s statistics non-finite; "
+                        "nothing was applied"
+                    ) from None
+            if marks is None:
+                self._remember_ids(config, batch, now)
+            else:
+                self._applied[name].record(batch, marks, now, window)
+            if not deltas and not dual_delta:
+                return self._versions[name], []
+            self._states[name] = states
             if dual_delta:
                 self._duals[name] = max(0.0, self._duals[name] + dual_delta)
             return self._bump(name), []
+
+    def _remember_ids(self, config: PolicyConfig, batch: Sequence[Observation], now: float) -> None:
+        name = config.name
+        seen = self._seen[name]
+        expiry = now + config.dedupe_ttl_seconds
+        for o in batch:
+            seen[o.decision_id] = expiry
+        if len(seen) >= self._purge_at[name]:
+            self._seen[name] = seen = {i: t for i, t in seen.items() if t > now}
+            self._purge_at[name] = max(2 * len(seen), PURGE_MIN_GROWTH)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -21,8 +21,16 @@ from ._errors import (
 )
 from ._keys import PolicyKeys, registry_key
 from ._settings import Settings
-from ._state import ArmStats, PolicyState, decay_factor
-from ._store import Head, PolicyStore, check_compatible
+from ._state import ArmStats, Observation, PolicyState, decay_factor
+from ._store import (
+    DEDUPE_BUCKET_SECONDS,
+    DEFAULT_DEDUPE_WINDOW,
+    Head,
+    PolicyStore,
+    check_compatible,
+    check_dimension,
+    dedupe_bucket,
+)
 
 T = TypeVar("T")
 
@@ -46,8 +54,15 @@ def _translate(exc: redis.RedisError, url: str) -> RLCommonsError:
             f"no policy at {message.split('NOPOLICY', 1)[1].strip()} in Redis at {url}; "
             "create it with `rl-commons policy create` or check RL_COMMONS_REDIS_URL"
         )
-    if isinstance(exc, redis.ResponseError) and "BADDELTA" in message:
+    if isinstance(exc, redis.ResponseError) and ("BADDELTA" in message or "BADDIM" in message):
         return InvalidDeltaError(message)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in message:
+        # maxmemory reached (with noeviction, as the keys need): a condition to retry
+        return StoreUnavailableError(
+            f"Redis at {url} is out of memory (maxmemory reached; nothing was applied): "
+            "raise maxmemory or free memory; keep maxmemory-policy noeviction "
+            "(docs/operations.md, Redis memory)"
+        )
     return StoreError(f"Redis at {url} answered with an error: {message}")
 
 
@@ -228,12 +243,14 @@ class RedisPolicyStore(PolicyStore):
     def _apply_deltas(
         self,
         config: PolicyConfig,
-        decision_ids: Sequence[str],
+        batch: Sequence[Observation],
         deltas: dict[str, ArmStats],
         dual_delta: float = 0.0,
+        marks: Mapping[int, int] | None = None,
+        window: float = DEFAULT_DEDUPE_WINDOW,
     ) -> tuple[int, list[str]]:
         k = self.keys(config.name)
-        keys = [k.config, k.state, k.version, k.updated_at, *(k.dedupe(i) for i in decision_ids)]
+        keys = [k.config, k.state, k.version, k.updated_at, k.applied]
         args: list[Any] = [
             config.dedupe_ttl_seconds,
             repr(float(self._clock())),
@@ -241,7 +258,16 @@ class RedisPolicyStore(PolicyStore):
             config.n_features,
             repr(float(dual_delta)),
             len(deltas),
+            0 if marks is None else len(marks),
+            k.seen_prefix,
+            repr(float(window)),
+            repr(DEDUPE_BUCKET_SECONDS),
         ]
+        order: list[Observation] = list(batch)
+        if marks is None:
+            keys += [k.dedupe(o.decision_id) for o in batch]
+        else:
+            order = _position_args(batch, marks, args)
         gamma = config.algorithm.forgetting
         for arm, delta in deltas.items():
             factor = decay_factor(gamma, delta.n)  # apply.lua: new = old·factor + delta
@@ -255,10 +281,33 @@ class RedisPolicyStore(PolicyStore):
             res = self.run(self._apply_script, keys=keys, args=args)
         except UnknownPolicyError as exc:  # the script found no config: name the policy
             raise self._unknown(config.name) from exc
+        except InvalidDeltaError as exc:
+            if "BADDIM" in str(exc):  # the stored config has another n_features
+                check_dimension(self.get_config(config.name), config)
+            raise
         tag = res[0].decode() if isinstance(res[0], bytes) else res[0]
         if tag == "dup":
-            return 0, [decision_ids[int(i) - 1] for i in res[1:]]
+            return 0, [order[int(i) - 1].decision_id for i in res[1:]]
         return int(res[1]), []
+
+
+def _position_args(
+    batch: Sequence[Observation], marks: Mapping[int, int], args: list[Any]
+) -> list[Observation]:
+    """apply.lua's per-partition arguments for ``batch`` (appended to ``args``); returns the
+    observations in argument order (the script names duplicates by that order)."""
+    by_part: dict[int, list[Observation]] = {p: [] for p in marks}
+    for o in batch:
+        by_part[o.position[0]].append(o)  # type: ignore[index]
+    order: list[Observation] = []
+    for p, items in by_part.items():
+        made = max((o.position[2] for o in items), default=0.0)  # type: ignore[index]
+        args += [p, marks[p], repr(float(made)), len(items)]
+        for o in items:
+            _, offset, made_at = o.position  # type: ignore[misc]
+            args += [o.decision_id, offset, dedupe_bucket(made_at)]
+        order += items
+    return order
 
 
 def _components(fields: dict[str, bytes], arm: str, d: int) -> ComponentStats | None:

@@ -200,6 +200,10 @@ class Observation:
     ``weight`` lets off-policy data count for less (e.g. baseline-cohort rewards).
     ``components`` are its C values (``component_values``), or None when only the
     scalar reward is known (then the arm's component sums do not cover it).
+    ``position`` is where its reward sits in the rewards topic, ``(partition, offset,
+    made_at)`` with ``made_at`` the reward's ``reward_ts`` (a re-sent copy carries the
+    same): a store then dedupes by offset watermark and, for re-sent copies, by
+    decision_id within a bounded window (``PolicyStore.apply``). None for in-process use.
     """
 
     decision_id: str
@@ -208,6 +212,7 @@ class Observation:
     reward: float
     weight: float = 1.0
     components: tuple[float, ...] | None = None
+    position: tuple[int, int, float] | None = None
 
 
 def decay_factor(forgetting: float, dn: float) -> float:

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._config import PolicyConfig
 from ._errors import ConfigError, InvalidDeltaError, UnknownArmError
 from ._state import ArmStats, Observation, PolicyState, aggregate
+
+#: how long (s of stream time) a reward's decision_id is remembered for re-sent copies,
+#: when observations carry positions: the stream worker's default tombstone time (300 s)
+#: plus a 60 s margin (clock skew between workers, sweep interval)
+DEFAULT_DEDUPE_WINDOW = 360.0
+#: the remembered ids are kept in sets per rewards partition and bucket of this width
+DEDUPE_BUCKET_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -110,24 +117,48 @@ class PolicyStore(ABC):
     def _apply_deltas(
         self,
         config: PolicyConfig,
-        decision_ids: Sequence[str],
+        batch: Sequence[Observation],
         deltas: dict[str, ArmStats],
         dual_delta: float = 0.0,
+        marks: Mapping[int, int] | None = None,
+        window: float = DEFAULT_DEDUPE_WINDOW,
     ) -> tuple[int, list[str]]:
-        """Atomically: if any decision_id was already applied, change nothing and return them;
-        else mark all as applied, add the deltas (with forgetting), move the multiplier
-        (λ ← max(0, λ + dual_delta)), bump and publish the version.
-        Returns (version, duplicates)."""
+        """Atomically: if the stored config's ``n_features`` is not ``config``'s, raise
+        ``InvalidDeltaError``; if any observation of ``batch`` was already applied, change
+        nothing and return their decision ids; else add the deltas (with forgetting), move
+        the multiplier (λ ← max(0, λ + dual_delta)), remember the batch as applied, bump
+        and publish the version (not when there is nothing to add: an empty batch only
+        moves the marks). A result that is not finite is refused (``InvalidDeltaError``).
+
+        ``marks`` None: ``batch`` has no positions; an id is applied if seen within the
+        policy's ``dedupe_ttl_seconds`` (wall clock). Else ``marks`` maps each rewards
+        partition to the highest offset of the caller's batch: an observation is applied
+        if its offset is at or below its partition's watermark, or its decision_id was
+        applied from that partition with a ``made_at`` in the same ``DEDUPE_BUCKET_SECONDS``
+        bucket within ``window`` s of the partition's clock (the largest ``made_at``
+        applied, capped by now). Returns (version, duplicates)."""
 
     def apply(
-        self, name: str, observations: Iterable[Observation], *, dual_delta: float = 0.0
+        self,
+        name: str,
+        observations: Iterable[Observation],
+        *,
+        dual_delta: float = 0.0,
+        dedupe_window: float = DEFAULT_DEDUPE_WINDOW,
     ) -> ApplyResult:
         """Add a batch of rewarded decisions exactly once.
 
-        Decision ids already applied (now or in an earlier batch, within the
-        dedupe TTL) are skipped; the rest are added in one atomic step. A batch
-        with an unknown arm, the wrong feature length or a non-finite number is
-        refused whole (``UnknownArmError`` / ``InvalidDeltaError``) and changes nothing.
+        Observations with a ``position`` (the stream worker's): one at or below its rewards
+        partition's watermark (the highest offset applied, stored atomically with the
+        state) is skipped, and so is a re-sent copy of a reward applied within
+        ``dedupe_window`` seconds of stream time (its decision_id is remembered that long,
+        so the bookkeeping is bounded by rate × window, whatever the history). Either
+        every observation has a position or none. Without positions (in-process use)
+        decision ids already applied within the policy's ``dedupe_ttl_seconds`` are
+        skipped. The rest are added in one atomic step. A batch with an unknown arm, the
+        wrong feature length (for the config the store holds now) or a non-finite number
+        (in a delta or in the sums it would make) is refused whole (``UnknownArmError`` /
+        ``InvalidDeltaError``) and changes nothing.
 
         ``dual_delta`` moves the policy's Lagrange multiplier, λ ← max(0, λ + dual_delta),
         in the same atomic step as the statistics. The caller computes it from the
@@ -137,33 +168,65 @@ class PolicyStore(ABC):
         """
         if not math.isfinite(dual_delta):
             raise InvalidDeltaError("dual_delta must be a finite number; nothing was applied")
+        if not dedupe_window > 0:
+            raise ValueError(f"dedupe_window must be positive, got {dedupe_window!r}")
         config = self.get_config(name)
         unique: dict[str, Observation] = {}
         in_batch_dupes = 0
+        marks: dict[int, int] = {}
+        n_obs = 0
         for obs in observations:
+            n_obs += 1
             if obs.arm not in config.arms:
                 raise UnknownArmError(
                     f"arm {obs.arm!r} is not one of policy {name!r}'s arms {list(config.arms)}"
                 )
+            pos = obs.position
+            if pos is not None and pos[1] > marks.get(pos[0], -1):
+                marks[pos[0]] = pos[1]
             if obs.decision_id in unique:
                 in_batch_dupes += 1
             else:
                 unique[obs.decision_id] = obs
         pending = list(unique.values())
+        positioned = sum(o.position is not None for o in pending)
+        if positioned not in (0, len(pending)):
+            raise InvalidDeltaError(
+                "either every observation of a batch carries its position or none does"
+            )
         deltas = aggregate(pending, config.n_features)  # validates before touching the store
         already: set[str] = set()
+        mode = marks if positioned else None
         while True:
             if not pending:
-                version = self.version(name)
+                if mode:  # everything was applied before: move the watermarks past it
+                    version, _ = self._apply_deltas(config, [], {}, 0.0, mode, dedupe_window)
+                else:
+                    version = self.version(name)
                 break
-            ids = [o.decision_id for o in pending]
-            version, dups = self._apply_deltas(config, ids, deltas, dual_delta)
+            version, dups = self._apply_deltas(
+                config, pending, deltas, dual_delta, mode, dedupe_window
+            )
             if not dups:
                 break
             already.update(dups)
             pending = [o for o in pending if o.decision_id not in already]
             deltas = aggregate(pending, config.n_features)
         return ApplyResult(version, len(pending), len(already) + in_batch_dupes, frozenset(already))
+
+
+def dedupe_bucket(made_at: float) -> int:
+    """The bucket a reward made at ``made_at`` is remembered in (``DEDUPE_BUCKET_SECONDS``)."""
+    return math.floor(made_at / DEDUPE_BUCKET_SECONDS)
+
+
+def check_dimension(stored: PolicyConfig, config: PolicyConfig) -> None:
+    """Refuse deltas built for a config whose ``n_features`` is not the stored one's."""
+    if stored.n_features != config.n_features:
+        raise InvalidDeltaError(
+            f"policy {config.name!r} now has n_features={stored.n_features}, the batch was built "
+            f"for {config.n_features} (the policy was re-created meanwhile); nothing was applied"
+        )
 
 
 def check_compatible(old: PolicyConfig, new: PolicyConfig) -> None:

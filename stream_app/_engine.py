@@ -9,11 +9,12 @@ and lifecycle, ``app.py``). One loop turn:
 
     consume up to ``batch_size`` messages of decisions, outcomes and rewards
     -> join decisions/outcomes (``JoinTables``): rewards, DLQ records, table changes
-    -> produce rewards + DLQ, flush; produce the table changes to the changelog, flush
+    -> produce the table changes to the changelog, flush; produce rewards + DLQ, flush
     -> commit the offsets of the batch's decisions and outcomes
-    -> apply the rewards read so far through the store's idempotent ``apply``
-       (retrying with backoff while the store is down: nothing is committed meanwhile,
-       the rewards partitions are paused, the join goes on)
+    -> apply the rewards read so far, with their (partition, offset) in the rewards
+       topic, through the store's idempotent ``apply`` (retrying with backoff while the
+       store is down or out of memory: nothing is committed meanwhile, the rewards
+       partitions are paused, the join goes on, ``problem`` says why)
     -> commit the offsets of those rewards
     -> every ``sweep_interval`` s close the windows that passed (rewards, then tombstones)
 
@@ -23,8 +24,10 @@ rewards alike). On assignment a partition's table is restored from
 ``<app id>-join-changelog`` partition ``p``. A crash anywhere before a commit replays
 the batch: the restored table may be ahead of the input (changelog flushed, offsets
 not committed), and a replayed message then meets the entry's tombstone, which
-re-sends the stored reward; rewards are keyed by decision_id and applied
-idempotently, so nothing counts twice and nothing is lost.
+re-sends the stored reward (the same ``reward_ts``: the changelog goes first, so a
+replay never makes a reward anew). The store skips rewards at or below its partition's
+watermark and re-sent copies within the dedupe window, so nothing counts twice and
+nothing is lost.
 
 The Kafka clients come from a ``KafkaClients`` (``_clients``), so the order above is
 unit-tested with fakes (tests/unit/test_engine.py).
@@ -39,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from policy_store import StoreUnavailableError
+from policy_store import StoreError
 from producers import EventError, RewardEvent, Topics
 
 from ._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, encode_entry
@@ -109,6 +112,8 @@ class BatchEngine:
         self.assigned: list[str] = []
         self.rebalancing = True
         self.error: BaseException | None = None
+        # why rewards are not being applied now (store down, out of memory, ...), or None
+        self.problem: str | None = None
         self._next_sweep = 0.0
         # rewards read but not applied yet (kept while the store is down), offsets to commit
         self._pending: list[tuple[RewardEvent, Any]] = []
@@ -133,7 +138,8 @@ class BatchEngine:
 
     @property
     def ready(self) -> bool:
-        return bool(self.assigned) and not self.rebalancing
+        """Owns partitions, is not rebalancing and applies its rewards (``problem`` None)."""
+        return bool(self.assigned) and not self.rebalancing and self.problem is None
 
     def _run(self) -> None:
         self._restart_backoff.reset()
@@ -232,25 +238,33 @@ class BatchEngine:
                 self.join.handle(kind, value, _source(msg), now, out)
         if n_rewards:
             self.updater.metrics.events_in.labels("rewards").inc(n_rewards)
-        self._publish(out)
+        self._publish(out, changes_first=True)
         self._commit(join_offsets)
 
     def _apply_pending(self, now: float) -> None:
         """Apply the rewards read so far and commit their offsets; while the store is down
-        keep them (uncommitted), pause the rewards partitions and retry with backoff while
-        the join goes on."""
+        (or out of memory, or answers another error the updater retries) keep them
+        (uncommitted), pause the rewards partitions and retry with backoff while the join
+        goes on; ``problem`` says why meanwhile."""
         if not self._reward_offsets or now < self._retry_at:
             return
         rewards = self._pending
         try:
-            result = self.updater.apply([r for r, _ in rewards]) if rewards else None
-        except StoreUnavailableError as exc:
+            result = None
+            if rewards:
+                positions = [(m.partition(), m.offset()) for _, m in rewards]
+                result = self.updater.apply([r for r, _ in rewards], positions)
+        except StoreError as exc:  # StoreUnavailableError included: retried without bound
             delay = self._apply_backoff.next()
             self.updater.metrics.apply_retries.inc()
-            log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+            if self.problem is None:
+                log.warning("cannot apply rewards, retrying with backoff: %s", exc)
+            self.problem = f"applying rewards: {exc}"
             self._retry_at = now + delay
             self._pause_rewards(True)
             return
+        if self.problem is not None:
+            log.info("applying rewards again after: %s", self.problem)
         if result is not None and result.rejected:
             by_id = {r.decision_id: m for r, m in rewards}
             out = Outputs()
@@ -270,6 +284,7 @@ class BatchEngine:
         out.dlq.append(self.join.dlq_record(reason, detail, value, _source(msg), now, policy))
 
     def _forget_pending(self) -> None:
+        self.problem = None  # whoever applies these rewards next finds out again
         self._pending = []
         self._reward_offsets = {}
         self._retry_at = 0.0
@@ -311,22 +326,31 @@ class BatchEngine:
                 "check that it is reachable, the worker restarts from its committed offsets"
             )
 
-    def _publish(self, out: Outputs) -> None:
-        """Rewards and DLQ records, flushed; then the table changes, flushed; then the
+    def _publish(self, out: Outputs, changes_first: bool = False) -> None:
+        """Rewards and DLQ records, flushed, then the table changes, flushed (a sweep: its
+        tombstones only once its rewards are sent); with ``changes_first`` (a batch of
+        input, which is replayed if the worker dies before it is committed) the other way
+        round, so a replay meets the tombstone and re-sends the very reward. Then the
         join's counters summed since the last publish go to the metrics."""
         if out:
-            for r in out.rewards:
-                self._produce(self.topics.rewards, r.decision_id.encode(), r.to_bytes())
-            for rec in out.dlq:
-                key = rec.key.encode() if rec.key else b""
-                self._produce(self.topics.dlq, key, rec.to_bytes())
+            if changes_first:
+                self._publish_changes(out)
             if out.rewards or out.dlq:
+                for r in out.rewards:
+                    self._produce(self.topics.rewards, r.decision_id.encode(), r.to_bytes())
+                for rec in out.dlq:
+                    key = rec.key.encode() if rec.key else b""
+                    self._produce(self.topics.dlq, key, rec.to_bytes())
                 self._flush()
-            if out.changes:
-                for (p, key), state in out.changes.items():
-                    self._produce(self.changelog, key.encode(), encode_entry(state), p)
-                self._flush()
+            if not changes_first:
+                self._publish_changes(out)
         self.join.flush_counts()
+
+    def _publish_changes(self, out: Outputs) -> None:
+        if out.changes:
+            for (p, key), state in out.changes.items():
+                self._produce(self.changelog, key.encode(), encode_entry(state), p)
+            self._flush()
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException, TopicPartition

@@ -11,7 +11,8 @@ and, once closed, a small tombstone kept for ``retention`` seconds (default
 ``TOMBSTONE_SECONDS``) so that duplicates and late parts are recognised:
 
     {"status": "rewarded" | "expired" | "orphaned", "how": reward reason,
-     "deadline": wall s when the tombstone is dropped, "policy": name}
+     "deadline": wall s when the tombstone is dropped, "policy": name,
+     "arm": the arm the decision served (absent for orphans and older tombstones)}
 
 Rules:
 - Whichever side comes first opens the entry. The window (``RewardSpec.window_seconds``,
@@ -30,9 +31,17 @@ Rules:
 - After the entry closed: a repeated decision or an outcome part after a final /
   complete reward is a duplicate; an outcome part after the window closed (or after
   expiry) and a decision after its outcome was orphaned are ``late`` (DLQ).
+- A decision_id belongs to one policy and one served arm: a decision or an outcome that
+  names another policy than the entry's, and a decision (or an outcome's arm) for another
+  arm than the closed entry's, is a ``conflict`` (DLQ) and changes nothing, so the same
+  id reused by two policies never mixes their outcomes.
 
 Determinism and crashes: a tombstone keeps the reward it emitted (its JSON), and a
-duplicate of a rewarded decision re-sends exactly that reward. The engine restores
+duplicate of a rewarded decision re-sends exactly that reward. A reward made when a
+window closes is stamped with the window's deadline (``reward_ts``), not the sweep's
+time, so a sweep repeated after a crash makes the same reward again; every copy of a
+reward therefore carries the same ``reward_ts``, which the store's bounded dedupe of
+re-sent copies relies on. The engine restores
 the table from its changelog, which may be ahead of the committed input offsets; after
 a crash the replayed input therefore meets the tombstone, and re-sending the stored
 reward closes the window where the changelog write reached the broker but the
@@ -97,10 +106,13 @@ def _tombstone(
     policy: str | None,
     until: float,
     reward: RewardEvent | None = None,
+    arm: str | None = None,
 ) -> State:
     tomb: State = {"status": status, "how": how, "deadline": until, "policy": policy}
     if reward is not None:
         tomb["reward"] = reward.to_bytes().decode()
+    if arm is not None:
+        tomb["arm"] = arm
     return tomb
 
 
@@ -110,14 +122,38 @@ def _resend(state: State) -> tuple[RewardEvent, ...]:
 
 
 def _close_with_reward(
-    state: State, spec: RewardSpec, reason: str, now: float, counters: Counter, retention: float
+    state: State,
+    spec: RewardSpec,
+    reason: str,
+    now: float,
+    counters: Counter,
+    retention: float,
+    made_at: float | None = None,
 ) -> tuple[State, RewardEvent]:
-    reward = make_reward(spec, state["d"], state["o"], reason=reason, now=now)  # type: ignore[arg-type]
+    """The reward (stamped ``made_at``, default ``now``) and the tombstone that keeps it."""
+    at = now if made_at is None else made_at
+    reward = make_reward(spec, state["d"], state["o"], reason=reason, now=at)  # type: ignore[arg-type]
     counters["rewards"] += 1
     for c in reward.components.defaulted:
         counters[f"missing:{c}"] += 1
-    tomb = _tombstone(REWARDED, reason, state["d"]["policy"], now + retention, reward)
+    d = state["d"]
+    tomb = _tombstone(REWARDED, reason, d["policy"], now + retention, reward, d["arm"])
     return tomb, reward
+
+
+def _conflict(state: State, detail: str, counters: Mapping[str, int], policy: str | None) -> Step:
+    return Step(state, dlq=(("conflict", detail),), counters=counters, policy=policy)
+
+
+def _foreign(state: State, policy: str | None, arm: str | None) -> str | None:
+    """Why an event for ``policy`` / ``arm`` cannot belong to this entry, or None."""
+    owner = state.get("policy")
+    if policy and owner and policy != owner:
+        return f"the decision_id is already used by policy {owner!r}, not {policy!r}"
+    served = state.get("arm")  # closed entries only: an open one compares its decision
+    if arm is not None and served is not None and arm != served:
+        return f"the decision_id was already rewarded for arm {served!r}, not {arm!r}"
+    return None
 
 
 def on_decision(
@@ -141,6 +177,9 @@ def on_decision(
             "policy": policy,
         }
         return Step(new, changed=True, counters={"events_in": 1}, policy=policy)
+    foreign = _foreign(state, policy, decision.arm)
+    if foreign:
+        return _conflict(state, foreign, {"events_in": 1}, policy)
     status = state["status"]
     if status == ORPHANED:
         return Step(
@@ -228,6 +267,9 @@ def on_outcome(
         if not policy:
             new["uncounted"] = 1
         return Step(new, changed=True, counters=seen, policy=policy)
+    foreign = _foreign(state, outcome.policy, outcome.arm)
+    if foreign:
+        return _conflict(state, foreign, seen, state.get("policy"))
     status = state["status"]
     if status == REWARDED and state.get("how") in ("final", "complete"):
         return Step(
@@ -294,18 +336,21 @@ def on_tick(
             policy=policy,
         )
     spec = spec if spec is not None else RewardSpec()
+    at = state["deadline"]  # the same stamp if a crash makes this sweep run again
     if o:
-        tomb, reward = _close_with_reward(state, spec, "window", now, counters, retention)
+        tomb, reward = _close_with_reward(state, spec, "window", now, counters, retention, at)
         return Step(tomb, changed=True, rewards=(reward,), counters=counters, policy=policy)
     counters["expired"] += 1
     rewards: tuple[RewardEvent, ...] = ()
     if spec.reward_on_expiry is not None:
-        rewards = (make_reward(spec, d, None, reason="expired", now=now),)
+        rewards = (make_reward(spec, d, None, reason="expired", now=at),)
         counters["rewards"] += 1
         for c in COMPONENTS:
             counters[f"missing:{c}"] += 1
     return Step(
-        _tombstone(EXPIRED, "expired", policy, now + keep, rewards[0] if rewards else None),
+        _tombstone(
+            EXPIRED, "expired", policy, now + keep, rewards[0] if rewards else None, d["arm"]
+        ),
         changed=True,
         rewards=rewards,
         counters=counters,

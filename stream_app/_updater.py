@@ -7,11 +7,25 @@ objective the batch also moves the policy's multiplier λ, atomically with it: t
 is ``_dual.DualTracker``'s (the in-process learner's rule, on the current state).
 
 Exactly-once effect: the engine holds the Kafka offsets of a batch until
-``Updater.apply`` returned (``_engine``); ``apply`` is idempotent by decision_id, so a
-batch replayed after a crash changes nothing it already changed. While the store is
-unreachable ``apply`` raises ``StoreUnavailableError`` (the store translates its
-client's errors) and the engine retries with backoff: nothing is committed and
-nothing is dropped meanwhile.
+``Updater.apply`` returned (``_engine``) and passes each reward's position in the
+rewards topic (partition, offset); the store skips what is at or below its partition's
+watermark (stored atomically with the state) and re-sent copies of a reward within
+``dedupe_window`` seconds of stream time, so a batch replayed after a crash changes
+nothing it already changed and the bookkeeping does not grow with the history. While
+the store is unreachable (or out of memory) ``apply`` raises ``StoreUnavailableError``
+(the store translates its client's errors) and the engine retries with backoff: nothing
+is committed and nothing is dropped meanwhile.
+
+No poison pill: a batch the store refuses (``InvalidDeltaError``: a reward of the wrong
+dimension for the config the store holds now, or sums that would not be finite;
+``UnknownArmError``) is split: rewards that fail a check of their own are rejected, and
+when none does the batch is halved until the rewards that cannot be applied are alone;
+they come back in ``BatchResult.rejected`` (the engine sends them to the DLQ) and
+everything else is applied, in offset order. Any other error the store answers with
+(``StoreError``, not ``StoreUnavailableError``) is raised for the engine to retry with
+backoff, ``max_tries`` times in a row for a policy; the next time that policy's batch
+is split the same way and what still fails is rejected, so a partition never waits
+longer than those tries.
 
 Cohorts. Every cohort (``rl``, ``baseline``, ``shadow``) updates the learned policy
 with weight 1 by default. The bandit keeps one ridge regression of reward on
@@ -48,6 +62,8 @@ from policy_store import (
     Observation,
     PolicyStore,
     RewardSpec,
+    StoreError,
+    StoreUnavailableError,
     UnknownArmError,
     UnknownPolicyError,
     component_values,
@@ -55,6 +71,7 @@ from policy_store import (
 from producers import RewardEvent
 
 from ._dual import DualTracker
+from ._join import TOMBSTONE_SECONDS
 from ._metrics import WorkerMetrics
 from .aggregates import AggregateSink, AppliedBatch
 
@@ -63,12 +80,25 @@ log = logging.getLogger(__name__)
 DEFAULT_COHORT_WEIGHTS: Mapping[str, float] = {"rl": 1.0, "baseline": 1.0, "shadow": 1.0}
 
 
+#: added to the tombstone time for the dedupe window: clock skew between workers, sweeps
+DEDUPE_MARGIN = 60.0
+#: the dedupe window when none is given: the join's default tombstone time plus the margin
+DEFAULT_DEDUPE_WINDOW = TOMBSTONE_SECONDS + DEDUPE_MARGIN
+
+Position = tuple[int, int]  # (rewards partition, offset)
+_Item = tuple[RewardEvent, Position | None]
+
+
 def to_observations(
     rewards: Sequence[RewardEvent],
     cohort_weights: Mapping[str, float] = DEFAULT_COHORT_WEIGHTS,
     spec: RewardSpec | None = None,
+    positions: Sequence[Position] | None = None,
 ) -> list[Observation]:
     """One ``Observation`` per reward with a positive cohort weight.
+
+    ``positions`` (aligned with ``rewards``) are where the rewards were read in the
+    rewards topic; each observation then carries ``(partition, offset, reward_ts)``.
 
     With the policy's reward ``spec``, each observation carries the reward's component
     values (``policy_store.component_values`` of ``RewardEvent.components``, which are
@@ -77,7 +107,7 @@ def to_observations(
     reward is the spec's ``reward_on_expiry``, the components an approximation of it.
     """
     out = []
-    for r in rewards:
+    for i, r in enumerate(rewards):
         w = float(cohort_weights.get(r.cohort, 1.0))
         if w > 0:
             values = None
@@ -86,7 +116,12 @@ def to_observations(
                 values = component_values(
                     spec, c.quality, c.cost, c.latency, c.error, normalised=True
                 )
-            out.append(Observation(r.decision_id, r.arm, tuple(r.features), r.reward, w, values))
+            pos = None
+            if positions is not None:
+                pos = (positions[i][0], positions[i][1], r.reward_ts)
+            out.append(
+                Observation(r.decision_id, r.arm, tuple(r.features), r.reward, w, values, pos)
+            )
     return out
 
 
@@ -105,6 +140,10 @@ class Updater:
 
     ``sink`` receives the dashboard's aggregates after each successful apply
     (``RedisAggregates`` beside a ``RedisPolicyStore``; None writes only the parameters).
+    ``dedupe_window`` is how long (s of stream time) re-sent copies of a reward are
+    recognised: at least the join's tombstone time, plus a margin. ``max_tries`` bounds
+    how often in a row a policy's batch is retried after an unexpected store error
+    before it is split and what cannot be applied is rejected.
     """
 
     def __init__(
@@ -114,6 +153,8 @@ class Updater:
         *,
         sink: AggregateSink | None = None,
         cohort_weights: Mapping[str, float] | None = None,
+        dedupe_window: float = DEFAULT_DEDUPE_WINDOW,
+        max_tries: int = 5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -121,59 +162,69 @@ class Updater:
         self.metrics = metrics or WorkerMetrics()
         self.cohort_weights = dict(cohort_weights or DEFAULT_COHORT_WEIGHTS)
         self.dual = DualTracker(store)  # a constrained objective's multiplier step
+        self.dedupe_window = dedupe_window
+        self.max_tries = max_tries
+        self._failures: dict[str, int] = {}
         self._clock = clock
 
-    def apply(self, rewards: Sequence[RewardEvent]) -> BatchResult:
+    def apply(
+        self, rewards: Sequence[RewardEvent], positions: Sequence[Position] | None = None
+    ) -> BatchResult:
         """Apply one batch; raises ``StoreUnavailableError`` if the store cannot be reached.
 
-        Rewards the current config refuses (unknown policy or arm, wrong feature length,
-        a contribution that would overflow) come back in ``BatchResult.rejected``.
+        ``positions`` (aligned with ``rewards``) are the rewards' (partition, offset) in the
+        rewards topic, in the order they were read; without them the store dedupes by
+        decision_id alone. Rewards that cannot be applied (unknown policy or arm, wrong
+        feature length, a contribution that would overflow the statistics) come back in
+        ``BatchResult.rejected``; the rest is applied.
         """
         result = BatchResult()
-        by_policy: dict[str, list[RewardEvent]] = defaultdict(list)
-        for r in rewards:
-            by_policy[r.policy].append(r)
+        by_policy: dict[str, list[_Item]] = defaultdict(list)
+        for i, r in enumerate(rewards):
+            by_policy[r.policy].append((r, positions[i] if positions is not None else None))
         for policy, items in by_policy.items():
             self._apply_policy(policy, items, result)
         if rewards:
             self.metrics.batch_size.observe(len(rewards))
         return result
 
-    def _apply_policy(self, policy: str, items: list[RewardEvent], result: BatchResult) -> None:
+    def _apply_policy(
+        self, policy: str, items: list[_Item], result: BatchResult, isolating: bool = False
+    ) -> None:
         t0 = self._clock()
+        rewards = [r for r, _ in items]
+        positions = [p for _, p in items] if items and items[0][1] is not None else None
         try:
             head = self.store.head(policy)  # once per policy and batch
-            obs = to_observations(items, self.cohort_weights, head.config.reward)
-            res = self.store.apply(policy, obs, dual_delta=self.dual.delta(head, obs))
+            obs = to_observations(rewards, self.cohort_weights, head.config.reward, positions)  # type: ignore[arg-type]
+            res = self.store.apply(
+                policy,
+                obs,
+                dedupe_window=self.dedupe_window,
+                dual_delta=self.dual.delta(head, obs),
+            )
         except UnknownPolicyError as exc:
-            result.rejected += [(r, "unknown_policy", str(exc)) for r in items]
+            result.rejected += [(r, "unknown_policy", str(exc)) for r in rewards]
             return
-        except (UnknownArmError, InvalidDeltaError):
-            cfg = self.store.get_config(policy)
-            good = []
-            for r in items:
-                if r.arm not in cfg.arms:
-                    result.rejected.append((r, "unknown_arm", f"arm {r.arm!r} not in {cfg.arms}"))
-                elif len(r.features) != cfg.n_features:
-                    result.rejected.append(
-                        (r, "feature_length", f"{len(r.features)} != {cfg.n_features}")
-                    )
-                elif not _contribution_finite(r):
-                    result.rejected.append(
-                        (r, "out_of_range", "features or reward would overflow the statistics")
-                    )
-                else:
-                    good.append(r)
-            if len(good) == len(items):
+        except (UnknownArmError, InvalidDeltaError) as exc:
+            self._isolate(policy, items, result, exc)
+            return
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:  # unexpected: retried by the engine, a bounded number of times
+            tries = self._failures.get(policy, 0) + 1
+            if not isolating and tries < self.max_tries:
+                self._failures[policy] = tries
                 raise
-            if good:
-                self._apply_policy(policy, good, result)
+            self._failures.pop(policy, None)
+            self._isolate(policy, items, result, exc)
             return
+        self._failures.pop(policy, None)
         now = self._clock()
-        lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in items]
+        lags = [now - (r.outcome_ts if r.outcome_ts is not None else r.reward_ts) for r in rewards]
         if self.sink is not None:
             fresh: dict[str, RewardEvent] = {}
-            for r in items:
+            for r in rewards:
                 if r.decision_id not in res.already_applied:
                     fresh.setdefault(r.decision_id, r)
             batch = AppliedBatch(
@@ -191,6 +242,44 @@ class Updater:
         result.applied += res.applied
         result.duplicates += res.duplicates
         result.versions[policy] = res.version
+
+    def _isolate(
+        self, policy: str, items: list[_Item], result: BatchResult, exc: Exception
+    ) -> None:
+        """The store refused the batch: reject the rewards that fail a check of their own
+        against the config it holds now, apply the rest; when none fails one, halve the
+        batch (in order) until the rewards that cannot be applied are alone."""
+        try:
+            cfg = self.store.get_config(policy)
+        except UnknownPolicyError as gone:
+            result.rejected += [(r, "unknown_policy", str(gone)) for r, _ in items]
+            return
+        good: list[_Item] = []
+        for item in items:
+            r = item[0]
+            if r.arm not in cfg.arms:
+                result.rejected.append((r, "unknown_arm", f"arm {r.arm!r} not in {cfg.arms}"))
+            elif len(r.features) != cfg.n_features:
+                result.rejected.append(
+                    (r, "feature_length", f"{len(r.features)} != {cfg.n_features}")
+                )
+            elif not _contribution_finite(r):
+                result.rejected.append(
+                    (r, "out_of_range", "features or reward would overflow the statistics")
+                )
+            else:
+                good.append(item)
+        if len(good) < len(items):
+            if good:
+                self._apply_policy(policy, good, result, isolating=True)
+        elif len(items) == 1:
+            r = items[0][0]
+            result.rejected.append((r, "out_of_range", f"the store refused it alone: {exc}"))
+            log.warning("reward %s of policy %r cannot be applied: %s", r.decision_id, policy, exc)
+        else:
+            half = len(items) // 2
+            self._apply_policy(policy, items[:half], result, isolating=True)
+            self._apply_policy(policy, items[half:], result, isolating=True)
 
 
 def _contribution_finite(r: RewardEvent) -> bool:

@@ -41,7 +41,7 @@ from ._clients import ConfluentClients
 from ._engine import BatchEngine, EngineOptions
 from ._join import DEFAULT_WINDOW, TOMBSTONE_SECONDS
 from ._metrics import CONTENT_TYPE_LATEST, HealthBuffer, WorkerMetrics
-from ._updater import Updater
+from ._updater import DEDUPE_MARGIN, Updater
 from .aggregates import AggregateSink, RedisAggregates
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ class StreamApp:
 
     @property
     def ready(self) -> tuple[bool, list[str]]:
-        """Whether the worker owns partitions and is not rebalancing, and which."""
+        """Whether the worker owns partitions, is not rebalancing and applies its rewards,
+        and which partitions (``engine.problem`` says why it does not apply)."""
         return self.engine.ready, list(self.engine.assigned)
 
     def main(self) -> None:
@@ -172,7 +173,13 @@ def create_app(
     metrics = WorkerMetrics()
     health = HealthBuffer()
     configs = ConfigCache(store)
-    updater = Updater(store, metrics, sink=sink, cohort_weights=cohort_weights)
+    updater = Updater(
+        store,
+        metrics,
+        sink=sink,
+        cohort_weights=cohort_weights,
+        dedupe_window=tombstone_seconds + DEDUPE_MARGIN,
+    )
     join = JoinTables(
         configs.get,
         default_window=default_window,
@@ -244,7 +251,9 @@ def _add_timers(sa: StreamApp, health_interval: float, config_refresh_interval: 
 
 
 def _add_views(sa: StreamApp) -> None:
-    """``/metrics`` (Prometheus) and ``/ready`` (200 once partitions are owned, else 503)."""
+    """``/metrics`` (Prometheus) and ``/ready`` (200 once partitions are owned and rewards
+    are applied, else 503; ``reason`` says why rewards are not applied, e.g. Redis out of
+    memory)."""
 
     @sa.app.page("/metrics")
     async def _metrics_view(self, request):
@@ -253,7 +262,8 @@ def _add_views(sa: StreamApp) -> None:
     @sa.app.page("/ready")
     async def _ready_view(self, request):
         ok, assigned = sa.ready
-        return self.json({"ready": ok, "assigned": assigned}, status=200 if ok else 503)
+        body = {"ready": ok, "assigned": assigned, "reason": sa.engine.problem}
+        return self.json(body, status=200 if ok else 503)
 
 
 __all__ = ["ConfigCache", "StreamApp", "create_app"]

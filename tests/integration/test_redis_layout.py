@@ -120,4 +120,5 @@ def test_config_deleted_under_a_batch_is_an_unknown_policy(redis_store, redis_cl
     redis_client.delete(redis_store.keys("gone").config)
     deltas = aggregate([Observation("d1", "x", (1.0,), 1.0)], 1)
     with pytest.raises(UnknownPolicyError, match="no policy named 'gone'"):
-        redis_store._apply_deltas(config, ["d1"], deltas)  # the script finds no config
+        obs = [Observation("d1", "x", (1.0,), 1.0)]
+        redis_store._apply_deltas(config, obs, deltas)  # the script finds no config

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from policy_store import InMemoryPolicyStore, StoreUnavailableError, make_config
+from policy_store import InMemoryPolicyStore, StoreError, StoreUnavailableError, make_config
 from producers import DecisionEvent, DLQRecord, OutcomeEvent, Topics
 from stream_app._batch_join import JoinTables, decode_entry, restore_entries
 from stream_app._engine import BatchEngine, EngineOptions
@@ -278,24 +278,28 @@ def world() -> World:
     return World()
 
 
-def test_rewards_and_dlq_are_flushed_before_the_changelog_and_apply_comes_before_commit(world):
+def _order(events: list[tuple]) -> tuple[int, int, int, int, list[int]]:
+    """First and last changelog write, first and last reward/DLQ write, flush positions."""
+    out = ("produce", TOPICS.rewards), ("produce", TOPICS.dlq)
+    changes = [i for i, e in enumerate(events) if e[:2] == ("produce", CHANGELOG)]
+    sent = [i for i, e in enumerate(events) if e[:2] in out]
+    flushes = [i for i, e in enumerate(events) if e == ("flush",)]
+    return changes[0], changes[-1], sent[0], sent[-1], flushes
+
+
+def test_input_changes_are_flushed_before_its_rewards_and_apply_comes_before_commit(world):
+    """A batch of input: table changes first (a replay then meets the tombstone and
+    re-sends the very reward, never a new one), then rewards and DLQ, then the commit."""
     for i in range(3):
         world.send_pair(i)
     world.broker.append(TOPICS.decisions, b"bad", b"{not json")
     first = world.turns(1)
     assert first[:2] == [("assign", sorted(world.consumer.assigned)), ("restore", [0, 1])]
     produced = [e[1] for e in first if e[0] == "produce"]
-    assert sorted(produced[:4]) == sorted([TOPICS.rewards] * 3 + [TOPICS.dlq])
-    assert produced[4:] == [CHANGELOG] * 3  # one write per key and batch
-    flushes = [i for i, e in enumerate(first) if e == ("flush",)]
-    last_reward = max(
-        i
-        for i, e in enumerate(first)
-        if e[:2] in (("produce", TOPICS.rewards), ("produce", TOPICS.dlq))
-    )
-    first_change = min(i for i, e in enumerate(first) if e[:2] == ("produce", CHANGELOG))
-    last_change = max(i for i, e in enumerate(first) if e[:2] == ("produce", CHANGELOG))
-    assert last_reward < flushes[0] < first_change and last_change < flushes[1]
+    assert produced[:3] == [CHANGELOG] * 3  # one write per key and batch
+    assert sorted(produced[3:]) == sorted([TOPICS.rewards] * 3 + [TOPICS.dlq])
+    first_change, last_change, first_sent, last_sent, flushes = _order(first)
+    assert last_change < flushes[0] < first_sent and last_sent < flushes[1]
     [commit] = [i for i, e in enumerate(first) if e[0] == "commit"]
     assert first[commit] == ("commit", [TOPICS.decisions, TOPICS.outcomes]) and commit > flushes[1]
     assert world.n() == 0  # the rewards are applied once they are read back
@@ -395,3 +399,66 @@ def test_a_reward_the_store_refuses_goes_to_the_dlq_before_its_offset_is_committ
     assert dlq < events.index(("flush",)) < _commits(events, TOPICS.rewards)[0]
     [rec] = world.broker.records(TOPICS.dlq)
     assert DLQRecord.model_validate_json(rec.value()).reason == "unknown_policy"
+
+
+def test_out_of_memory_is_retried_counted_and_shown_as_the_reason_not_ready(world):
+    for i in range(3):
+        world.send_pair(i)
+    world.turns(1)
+    assert world.engine.ready and world.engine.problem is None
+    real_apply = world.store.apply
+
+    def full(name, observations, **kwargs):
+        raise StoreUnavailableError("Redis at redis://x is out of memory (maxmemory reached)")
+
+    world.store.apply = full
+    sessions = len(world.clients.consumers)
+    events = world.turns(3, advance=5.0)
+    assert world.retries() == 3 and _commits(events, TOPICS.rewards) == []
+    assert not world.engine.ready and "out of memory" in world.engine.problem
+    assert len(world.clients.consumers) == sessions  # no consumer restart
+    world.store.apply = real_apply
+    events = world.turns(1, advance=5.0)
+    assert _commits(events, TOPICS.rewards) and world.n() == 3
+    assert world.engine.ready and world.engine.problem is None
+
+
+def test_an_unexpected_store_error_is_retried_a_bounded_number_of_times_then_isolated(world):
+    """A reward the store keeps refusing with an unexpected error (not the store being
+    away): the batch is retried ``max_tries`` times with backoff, then split; the reward
+    goes to the DLQ, every other one is applied and the partition moves on."""
+    for i in range(6):
+        world.send_pair(i)
+    world.turns(1)
+    real_apply = world.store.apply
+
+    def refuses_d3(name, observations, **kwargs):
+        observations = list(observations)
+        if any(o.decision_id == "d3" for o in observations):
+            raise StoreError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return real_apply(name, observations, **kwargs)
+
+    world.store.apply = refuses_d3
+    tries = world.updater.max_tries
+    for k in range(1, tries):
+        events = world.turns(1, advance=5.0)
+        assert world.retries() == k and _commits(events, TOPICS.rewards) == []
+        assert "WRONGTYPE" in world.engine.problem
+    events = world.turns(1, advance=5.0)
+    assert _commits(events, TOPICS.rewards) and world.engine.problem is None
+    assert world.n() == 5
+    [dlq] = [DLQRecord.model_validate_json(r.value()) for r in world.broker.records(TOPICS.dlq)]
+    assert dlq.reason == "out_of_range" and "WRONGTYPE" in dlq.detail and dlq.key == "d3"
+
+
+def test_a_sweep_sends_its_rewards_before_it_writes_its_tombstones(world):
+    for i in range(3):
+        world.send_pair(i, outcome=False)
+    world.turns(1)
+    for i in range(3):  # a partial outcome: the window closes with a reward
+        out = OutcomeEvent(decision_id=f"d{i}", timestamp=2.0, cost=0.0)
+        world.broker.append(TOPICS.outcomes, f"d{i}".encode(), out.to_bytes())
+    world.turns(1)
+    events = world.turns(1, advance=40.0)  # past the 30 s window: the sweep closes them
+    first_change, last_change, first_sent, last_sent, flushes = _order(events)
+    assert last_sent < flushes[0] < first_change and last_change < flushes[1]

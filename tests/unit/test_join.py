@@ -206,3 +206,57 @@ def test_at_most_one_reward_per_decision_in_any_order(seq):
         assert rewards <= 1
         if state is None:
             rewards, seen_decision = 0, False
+
+
+def _feed(events, spec=SPEC):
+    """Run ``events`` (decisions and outcomes) through one entry; the steps."""
+    state, steps = None, []
+    for t, ev in enumerate(events):
+        if isinstance(ev, DecisionEvent):
+            step = on_decision(state, ev, spec, now=float(t))
+        else:
+            step = on_outcome(state, ev, spec, now=float(t))
+        state = step.state
+        steps.append(step)
+    return steps
+
+
+@pytest.mark.parametrize("order", ["d1 d2 o2 o1", "d1 o2 o1 d2", "o2 d1 d2 o1"])
+def test_one_decision_id_used_by_two_policies_never_mixes_their_outcomes(order):
+    """P1 and P2 both use id "x": whichever policy names the id first owns it; the other's
+    events are conflicts (DLQ), and nobody learns the other's outcome."""
+    events = {
+        "d1": decision("x", policy="p1"),
+        "d2": decision("x", policy="p2"),
+        "o1": outcome("x", policy="p1", quality=0.9, cost=0.0, latency=0.0, final=True),
+        "o2": outcome("x", policy="p2", quality=0.0, cost=0.0, latency=0.0, final=True),
+    }
+    names = order.split()
+    steps = _feed([events[n] for n in names])
+    rewards = [r for s in steps for r in s.rewards]
+    owner = events[names[0]].policy
+    assert {r.policy for r in rewards} <= {owner}
+    assert len(rewards) == 1
+    assert rewards[0].components.quality == pytest.approx(0.9 if owner == "p1" else 0.0)
+    conflicts = [n for n, s in zip(names, steps, strict=True) if s.dlq]
+    assert all(s.dlq[0][0] == "conflict" for s in steps if s.dlq)
+    assert sorted(conflicts) == sorted(n for n in names if events[n].policy != owner)
+
+
+def test_an_id_reused_for_another_arm_after_its_reward_is_a_conflict_not_a_duplicate():
+    steps = _feed([decision(), outcome(**FULL, final=True), decision(arm="b")])
+    assert steps[1].rewards and not steps[2].rewards
+    assert steps[2].dlq and steps[2].dlq[0][0] == "conflict" and "arm" in steps[2].dlq[0][1]
+    again = _feed([decision(), outcome(**FULL, final=True), decision()])
+    assert again[2].rewards == again[1].rewards and not again[2].dlq  # a true duplicate
+    late = _feed([decision(), outcome(**FULL, final=True), outcome(arm="b", quality=0.1)])
+    assert late[2].dlq[0][0] == "conflict" and not late[2].rewards
+
+
+def test_a_window_reward_is_stamped_with_the_deadline_so_a_repeated_sweep_makes_it_again():
+    s1 = on_decision(None, decision(), SPEC, now=0.0)
+    s2 = on_outcome(s1.state, outcome(cost=0.1), SPEC, now=1.0)
+    first = on_tick(s2.state, SPEC, now=s2.state["deadline"] + 0.7)
+    after_crash = on_tick(s2.state, SPEC, now=s2.state["deadline"] + 95.0)
+    assert first.rewards[0].reward_ts == s2.state["deadline"]
+    assert after_crash.rewards == first.rewards
