@@ -20,10 +20,18 @@ from ._component_arrays import (
     component_theta,
     fitted_gram,
     inverses,
-    pooled_mean,
-    row,
+    linear_in_components,
+    objective_theta,
+    refit,
     weight_vector,
 )
+
+
+class _Keep:
+    """Marker default of ``Snapshot.with_arm``'s ``weights``: keep the snapshot's."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,10 @@ class Snapshot:
     #: the objective's component weights (C,), None when θ comes from ``b``
     weights: np.ndarray | None = None
     legacy_reward: bool = True
-    #: θ per component (K, C, d); this and the component sums below are None when no arm
-    #: has component sums and no weights were given
+    #: θ per component (K, C, d) and their pooled prior means (C, d); these and the
+    #: component sums below are None when no arm has component sums and no weights were given
     components: np.ndarray | None = None
+    component_prior: np.ndarray | None = None
     #: component sums: y (K, C, d), s and s2 (K, C), the Gram (K, d, d) and weight (K,)
     #: of each arm's component observations, and which arms are legacy (K,)
     comp_y: np.ndarray | None = None
@@ -150,25 +159,28 @@ class Snapshot:
         )
 
     @classmethod
-    def _frozen(cls, arms, d, stats, comp, ridge, pooled, meta) -> Snapshot:
+    def _frozen(cls, arms, d, stats, comp, ridge, pooled, meta, index=None) -> Snapshot:
+        """The snapshot of stacked statistics whose A⁻¹ and factors are already computed:
+        θ per component, then the objective's θ (Σ_c w_c·θ_c when that is exact, which
+        saves a second pooled solve), ``stacked``, all arrays made read-only."""
         xx, b, a_inv, chol, n = stats
         weights, legacy_reward, dual, version, updated_at = meta
-        gram, b_used = xx, b
-        if weights is not None:
-            gram = fitted_gram(xx, comp, weights, legacy_reward)
-            b_used = np.einsum("c,kcj->kj", weights, comp.y)
-            if legacy_reward and comp.legacy.any():
-                b_used[comp.legacy] = b[comp.legacy]
-        prior = pooled_mean(gram, b_used, ridge) if pooled and len(arms) > 0 else np.zeros(d)
-        theta = np.einsum("kij,kj->ki", a_inv, b_used + ridge * prior)
-        stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
-        frozen = [theta, a_inv, chol, n, stacked, xx, b, prior]
-        components = None
+        components = comp_prior = None
         if comp is not None:
             on_components = weights is not None and not legacy_reward
-            components = component_theta(comp, a_inv, ridge, pooled, on_components)
-            frozen += [components, *comp.arrays()]
-        for arr in frozen + ([] if weights is None else [weights]):
+            components, comp_prior = component_theta(comp, a_inv, ridge, pooled, on_components)
+        if linear_in_components(comp, weights, legacy_reward):
+            theta, prior = weights @ components, weights @ comp_prior
+        else:
+            sums = (xx, b, a_inv)
+            theta, prior = objective_theta(sums, comp, weights, legacy_reward, ridge, pooled)
+        stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
+        frozen = [theta, a_inv, chol, n, stacked, xx, b, prior]
+        if comp is not None:
+            frozen += [components, comp_prior, *comp.arrays()]
+        if weights is not None:
+            frozen.append(weights)
+        for arr in frozen:
             arr.setflags(write=False)
         return cls(
             arms=arms,
@@ -179,7 +191,7 @@ class Snapshot:
             n=n,
             version=version,
             updated_at=updated_at,
-            index={a: i for i, a in enumerate(arms)},
+            index={a: i for i, a in enumerate(arms)} if index is None else index,
             stacked=stacked,
             xx=xx,
             b=b,
@@ -189,6 +201,7 @@ class Snapshot:
             weights=weights,
             legacy_reward=legacy_reward,
             components=components,
+            component_prior=comp_prior,
             comp_y=None if comp is None else comp.y,
             comp_s=None if comp is None else comp.s,
             comp_s2=None if comp is None else comp.s2,
@@ -198,12 +211,23 @@ class Snapshot:
             dual=float(dual),
         )
 
-    def with_arm(self, arm: str, stats: ArmStats, ridge: float | None = None) -> Snapshot:
+    def with_arm(
+        self,
+        arm: str,
+        stats: ArmStats,
+        ridge: float | None = None,
+        *,
+        weights: np.ndarray | Sequence[float] | None | _Keep = KEEP,
+        dual: float | None = None,
+        version: int | None = None,
+        updated_at: float | None = None,
+    ) -> Snapshot:
         """A new snapshot where ``arm`` (added at the end when new) has ``stats``.
 
         Only that arm's matrices are refactorised (plus the pooled prior), which
-        keeps in-process learning (``ContextualBandit.update``) cheap. Component sums,
-        weights, λ and the version are kept.
+        keeps in-process learning (``ContextualBandit.update``) cheap. Component sums are
+        kept; ``weights`` (the objective's, e.g. at a new λ; see ``reweighted``), ``dual``,
+        ``version`` and ``updated_at`` are the snapshot's unless given.
         """
         if self.xx is None or self.b is None:
             raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
@@ -212,34 +236,81 @@ class Snapshot:
             raise ValueError(f"snapshot was built with ridge={self.ridge}, not {ridge}")
         k = self.index.get(arm)
         arrays = [self.xx, self.b, self.a_inv, self.chol, self.n]
-        arms = self.arms
+        arms, index = self.arms, self.index
         comp = self._component_arrays(stats)
-        if k is None:
+        grow = k is None
+        if grow:
             k = len(self.arms)
-            arms = (*self.arms, arm)
+            arms, index = (*self.arms, arm), None
             arrays = [np.concatenate([a, np.zeros((1, *a.shape[1:]))]) for a in arrays]
         else:
             arrays = [a.copy() for a in arrays]
         xx, b, a_inv, chol, n = arrays
         xx[k], b[k], n[k] = stats.xx, stats.b, stats.n
         if comp is not None:
-            comp = comp.copy(grow=k == len(self.arms))
+            comp = comp.copy(grow=grow)
             comp.put(k, stats)
-        one = None if comp is None else row(comp, k)
-        gram = fitted_gram(xx[k : k + 1], one, self.weights, self.legacy_reward)
-        inv, c = inverses(gram, ridge)
-        a_inv[k], chol[k] = inv[0], c[0]
-        meta = (self.weights, self.legacy_reward, self.dual, self.version, self.updated_at)
-        return self._frozen(arms, self.d, (xx, b, a_inv, chol, n), comp, ridge, self.pooled, meta)
+        w = self.weights if weights is KEEP else weight_vector(weights)
+        rows = [k] + self._regram_rows(comp, w, exclude=k)
+        refit(a_inv, chol, xx, comp, w, self.legacy_reward, ridge, rows)
+        meta = self._meta(w, dual, version, updated_at)
+        stats5 = (xx, b, a_inv, chol, n)
+        return self._frozen(arms, self.d, stats5, comp, ridge, self.pooled, meta, index)
 
-    def _component_arrays(self, stats: ArmStats) -> ComponentArrays | None:
-        """The component sums to update (read-only views), None while neither the snapshot
-        nor ``stats`` has any (then ``with_arm`` costs what it did before components)."""
+    def reweighted(
+        self, weights: np.ndarray | Sequence[float] | None, dual: float | None = None
+    ) -> Snapshot:
+        """The same statistics under other objective weights (e.g. a constrained objective's
+        at a new λ) and multiplier ``dual``: θ and ``stacked`` are recomputed from the arrays
+        already here, nothing is refactorised (except legacy arms whose Gram changes, when
+        weights appear on a snapshot built without). Equals ``build`` with these weights."""
+        if self.xx is None or self.b is None:
+            raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
+        w = weight_vector(weights)
+        comp = self._component_arrays(None)
+        if comp is None and w is not None:  # as ``build`` with weights: every arm's row
+            comp = ComponentArrays.zeros(len(self.arms), self.d)
+            comp.legacy[:] = self.n > 0
+        elif comp is not None and w is None and not comp.n.any():
+            comp = None  # as ``build`` without weights over no component observations
+        a_inv, chol = self.a_inv, self.chol
+        rows = self._regram_rows(comp, w)
+        if rows:
+            a_inv, chol = a_inv.copy(), chol.copy()
+            refit(a_inv, chol, self.xx, comp, w, self.legacy_reward, self.ridge, rows)
+        stats5 = (self.xx, self.b, a_inv, chol, self.n)
+        meta = self._meta(w, dual, None, None)
+        return self._frozen(
+            self.arms, self.d, stats5, comp, self.ridge, self.pooled, meta, self.index
+        )
+
+    def _meta(self, weights, dual, version, updated_at) -> tuple:
+        return (
+            weights,
+            self.legacy_reward,
+            self.dual if dual is None else dual,
+            self.version if version is None else version,
+            self.updated_at if updated_at is None else updated_at,
+        )
+
+    def _regram_rows(
+        self, comp: ComponentArrays | None, weights: np.ndarray | None, exclude: int = -1
+    ) -> list[int]:
+        """Arms whose fitted Gram changes with ``weights`` (besides ``exclude``): legacy arms,
+        when weights appear or vanish under ``legacy_reward=False`` (their A comes from
+        their component observations with weights, from all of them without)."""
+        if comp is None or self.legacy_reward or (weights is None) == (self.weights is None):
+            return []
+        return [j for j in np.flatnonzero(comp.legacy).tolist() if j != exclude]
+
+    def _component_arrays(self, stats: ArmStats | None) -> ComponentArrays | None:
+        """The component sums (read-only views), None while neither the snapshot nor
+        ``stats`` has any (then ``with_arm`` costs what it did before components)."""
         if self.comp_y is not None:
             return ComponentArrays(
                 self.comp_y, self.comp_s, self.comp_s2, self.comp_xx, self.comp_n, self.legacy
             )
-        if stats.components is None:
+        if stats is None or stats.components is None:
             return None
         comp = ComponentArrays.zeros(len(self.arms), self.d)
         comp.legacy[:] = self.n > 0  # every arm with data so far is a legacy arm
