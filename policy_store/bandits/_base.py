@@ -159,14 +159,19 @@ class Snapshot:
         )
 
     @classmethod
-    def _frozen(cls, arms, d, stats, comp, ridge, pooled, meta, index=None) -> Snapshot:
+    def _frozen(
+        cls, arms, d, stats, comp, ridge, pooled, meta, index=None, per_component=None
+    ) -> Snapshot:
         """The snapshot of stacked statistics whose A⁻¹ and factors are already computed:
-        θ per component, then the objective's θ (Σ_c w_c·θ_c when that is exact, which
-        saves a second pooled solve), ``stacked``, all arrays made read-only."""
+        θ per component (unless ``per_component`` gives them and their prior), then the
+        objective's θ (Σ_c w_c·θ_c when that is exact, which saves a second pooled solve),
+        ``stacked``, all arrays made read-only."""
         xx, b, a_inv, chol, n = stats
         weights, legacy_reward, dual, version, updated_at = meta
         components = comp_prior = None
-        if comp is not None:
+        if per_component is not None:
+            components, comp_prior = per_component
+        elif comp is not None:
             on_components = weights is not None and not legacy_reward
             components, comp_prior = component_theta(comp, a_inv, ridge, pooled, on_components)
         if linear_in_components(comp, weights, legacy_reward):
@@ -268,20 +273,23 @@ class Snapshot:
             raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
         w = weight_vector(weights)
         comp = self._component_arrays(None)
+        # θ per component does not depend on the weights: kept unless the arrays change
+        keep = None if comp is None else (self.components, self.component_prior)
         if comp is None and w is not None:  # as ``build`` with weights: every arm's row
             comp = ComponentArrays.zeros(len(self.arms), self.d)
             comp.legacy[:] = self.n > 0
         elif comp is not None and w is None and not comp.n.any():
-            comp = None  # as ``build`` without weights over no component observations
+            comp = keep = None  # as ``build`` without weights over no component observations
         a_inv, chol = self.a_inv, self.chol
         rows = self._regram_rows(comp, w)
         if rows:
             a_inv, chol = a_inv.copy(), chol.copy()
             refit(a_inv, chol, self.xx, comp, w, self.legacy_reward, self.ridge, rows)
+            keep = None  # legacy arms' A changed: their component θ with it
         stats5 = (self.xx, self.b, a_inv, chol, self.n)
         meta = self._meta(w, dual, None, None)
         return self._frozen(
-            self.arms, self.d, stats5, comp, self.ridge, self.pooled, meta, self.index
+            self.arms, self.d, stats5, comp, self.ridge, self.pooled, meta, self.index, keep
         )
 
     def _meta(self, weights, dual, version, updated_at) -> tuple:
