@@ -8,6 +8,7 @@ Pure numpy; ``Snapshot.build`` / ``with_arm`` / ``_frozen`` (``_base``) are the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,14 +16,21 @@ from .._components import COMPONENTS, N_COMPONENTS
 from .._state import ArmStats
 
 
+@lru_cache(maxsize=64)
+def ridge_identity(d: int, ridge: float) -> np.ndarray:
+    """ridge·I (d × d), read-only and shared: snapshots add it to Gram matrices often."""
+    eye = ridge * np.eye(d)
+    eye.setflags(write=False)
+    return eye
+
+
 def inverses(xx: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
     """A⁻¹ and C with C·Cᵀ = A⁻¹ for a stack of A = ridge·I + xx (Cholesky, batched)."""
-    d = xx.shape[-1]
-    A = ridge * np.eye(d) + xx
-    A = 0.5 * (A + np.swapaxes(A, -1, -2))
+    A = ridge_identity(xx.shape[-1], ridge) + xx
+    A = 0.5 * (A + A.swapaxes(-1, -2))
     L = np.linalg.cholesky(A)
     L_inv = np.linalg.inv(L)
-    C = np.swapaxes(L_inv, -1, -2)
+    C = L_inv.swapaxes(-1, -2)
     return C @ L_inv, C
 
 
@@ -120,8 +128,7 @@ def fitted_gram(
 
 def pooled_mean(gram: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
     """θ̄ = (λI + Σ gram)⁻¹ Σ b; ``b`` may have extra trailing columns-as-rows (C, d)."""
-    d = gram.shape[-1]
-    A = ridge * np.eye(d) + gram.sum(axis=0)
+    A = ridge_identity(gram.shape[-1], ridge) + gram.sum(axis=0)
     return np.linalg.solve(0.5 * (A + A.T), b.sum(axis=0).T).T
 
 
@@ -147,7 +154,7 @@ def component_theta(
         ac_inv = a_inv.copy()
         ac_inv[comp.legacy] = inverses(comp.xx[comp.legacy], ridge)[0]
     prior = pooled_mean(comp.xx, comp.y, ridge) if pooled else np.zeros((C, d))
-    return (comp.y + ridge * prior) @ np.swapaxes(ac_inv, 1, 2), prior
+    return (comp.y + ridge * prior) @ ac_inv.swapaxes(1, 2), prior
 
 
 def linear_in_components(
