@@ -134,14 +134,7 @@ class ComponentStats:
         )
 
     @classmethod
-    def _owning(
-        cls,
-        y: np.ndarray,
-        s: np.ndarray,
-        s2: np.ndarray,
-        xx: np.ndarray | None = None,
-        n: float | None = None,
-    ) -> ComponentStats:
+    def _owning(cls, y, s, s2, xx=None, n=None) -> ComponentStats:
         """``of`` for arrays just computed by the update rule (``owned``: no copies)."""
         return cls(owned(y), owned(s), owned(s2), None if xx is None else owned(xx), n)
 

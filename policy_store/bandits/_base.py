@@ -23,8 +23,11 @@ from ._component_arrays import (
     linear_in_components,
     objective_theta,
     refit,
+    regram_rows,
     weight_vector,
 )
+from ._selection import draw, offered_index
+from ._selection import means_and_variances as means_and_variances  # lin_ucb, thompson
 
 
 class _Keep:
@@ -207,13 +210,8 @@ class Snapshot:
             legacy_reward=legacy_reward,
             components=components,
             component_prior=comp_prior,
-            comp_y=None if comp is None else comp.y,
-            comp_s=None if comp is None else comp.s,
-            comp_s2=None if comp is None else comp.s2,
-            comp_xx=None if comp is None else comp.xx,
-            comp_n=None if comp is None else comp.n,
-            legacy=None if comp is None else comp.legacy,
             dual=float(dual),
+            **({} if comp is None else comp.fields()),
         )
 
     def with_arm(
@@ -276,8 +274,7 @@ class Snapshot:
         # θ per component does not depend on the weights: kept unless the arrays change
         keep = None if comp is None else (self.components, self.component_prior)
         if comp is None and w is not None:  # as ``build`` with weights: every arm's row
-            comp = ComponentArrays.zeros(len(self.arms), self.d)
-            comp.legacy[:] = self.n > 0
+            comp = ComponentArrays.before_components(self.n, self.d)
         elif comp is not None and w is None and not comp.n.any():
             comp = keep = None  # as ``build`` without weights over no component observations
         a_inv, chol = self.a_inv, self.chol
@@ -304,12 +301,7 @@ class Snapshot:
     def _regram_rows(
         self, comp: ComponentArrays | None, weights: np.ndarray | None, exclude: int = -1
     ) -> list[int]:
-        """Arms whose fitted Gram changes with ``weights`` (besides ``exclude``): legacy arms,
-        when weights appear or vanish under ``legacy_reward=False`` (their A comes from
-        their component observations with weights, from all of them without)."""
-        if comp is None or self.legacy_reward or (weights is None) == (self.weights is None):
-            return []
-        return [j for j in np.flatnonzero(comp.legacy).tolist() if j != exclude]
+        return regram_rows(comp, self.legacy_reward, self.weights, weights, exclude)
 
     def _component_arrays(self, stats: ArmStats | None) -> ComponentArrays | None:
         """The component sums (read-only views), None while neither the snapshot nor
@@ -320,66 +312,7 @@ class Snapshot:
             )
         if stats is None or stats.components is None:
             return None
-        comp = ComponentArrays.zeros(len(self.arms), self.d)
-        comp.legacy[:] = self.n > 0  # every arm with data so far is a legacy arm
-        return comp
-
-
-def draw(p: np.ndarray | list[float], u: float) -> int:
-    """Index i with cumulative probability just above ``u`` ∈ [0, 1): sampling from ``p``.
-
-    A plain loop over K floats is several times faster than ``Generator.choice``
-    for the handful of arms a policy has.
-
-    >>> draw(np.array([0.2, 0.5, 0.3]), 0.69)
-    1
-    """
-    acc = 0.0
-    probs = p.tolist() if isinstance(p, np.ndarray) else p
-    for i, pi in enumerate(probs):
-        acc += pi
-        if u < acc:
-            return i
-    return len(probs) - 1  # u within rounding of 1.0
-
-
-def check_features(snap: Snapshot, x: np.ndarray) -> None:
-    """Refuse a context of the wrong size with a message that says what to fix."""
-    if x.shape != (snap.d,):
-        raise ValueError(
-            f"feature vector has shape {x.shape}, the policy expects ({snap.d},); "
-            "pass exactly n_features numbers"
-        )
-
-
-def means_and_variances(
-    snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None
-) -> tuple[list[float], list[float]]:
-    """θ_kᵀx and xᵀA_k⁻¹x for the arms ``idx`` (all when None), as plain floats.
-
-    The hot path of selection: a couple of small products, then Python floats,
-    because for a handful of arms each further numpy call costs more than the
-    arithmetic it does.
-    """
-    check_features(snap, x)
-    if idx is None and snap.stacked is not None:
-        K = len(snap.arms)
-        y = snap.stacked.dot(x)
-        return y[:K].tolist(), y[K:].reshape(K, snap.d).dot(x).tolist()
-    theta, a_inv = (snap.theta, snap.a_inv) if idx is None else (snap.theta[idx], snap.a_inv[idx])
-    return theta.dot(x).tolist(), a_inv.dot(x).dot(x).tolist()
-
-
-def offered_index(snap: Snapshot, offered: Sequence[int] | None) -> np.ndarray | None:
-    """Offered arms as an index array, or None for all arms (the fast path)."""
-    if offered is None:
-        return None
-    idx = np.asarray(offered, dtype=np.intp)
-    if idx.ndim != 1 or idx.size == 0:
-        raise ValueError("offered must be a non-empty sequence of arm indices")
-    if idx.min() < 0 or idx.max() >= len(snap.arms):
-        raise ValueError(f"offered arm indices {idx.tolist()} out of range 0..{len(snap.arms) - 1}")
-    return idx
+        return ComponentArrays.before_components(self.n, self.d)
 
 
 class Algorithm(ABC):

@@ -34,6 +34,10 @@ def inverses(xx: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
     return C @ L_inv, C
 
 
+#: the ``Snapshot`` fields of ``ComponentArrays.arrays()``, in that order
+SNAPSHOT_FIELDS = ("comp_y", "comp_s", "comp_s2", "comp_xx", "comp_n", "legacy")
+
+
 class ComponentArrays:
     """Per-arm component sums stacked over arms (mutable while a snapshot is being built).
 
@@ -56,8 +60,20 @@ class ComponentArrays:
             np.zeros(K, dtype=bool),
         )
 
+    @classmethod
+    def before_components(cls, n: np.ndarray, d: int) -> ComponentArrays:
+        """Zero sums for arms whose statistics (weights ``n``) have none yet: every arm with
+        data is a legacy arm."""
+        comp = cls.zeros(len(n), d)
+        comp.legacy[:] = n > 0
+        return comp
+
     def arrays(self) -> list[np.ndarray]:
         return [self.y, self.s, self.s2, self.xx, self.n, self.legacy]
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """The arrays under the names ``Snapshot`` gives them."""
+        return dict(zip(SNAPSHOT_FIELDS, self.arrays(), strict=True))
 
     def copy(self, grow: bool = False) -> ComponentArrays:
         """A writable copy, with one more (zero) arm when ``grow``."""
@@ -106,6 +122,22 @@ def refit(
     """Recompute, in place, the rows ``rows`` of ``a_inv`` and ``chol`` from their fitted Gram."""
     sel = slice(rows[0], rows[0] + 1) if len(rows) == 1 else rows  # a view for one row
     a_inv[sel], chol[sel] = inverses(fitted_gram(xx, comp, weights, legacy_reward, sel), ridge)
+
+
+def regram_rows(
+    comp: ComponentArrays | None,
+    legacy_reward: bool,
+    before: np.ndarray | None,
+    after: np.ndarray | None,
+    exclude: int = -1,
+) -> list[int]:
+    """Arms whose fitted Gram changes when the weights go from ``before`` to ``after``
+    (besides ``exclude``): legacy arms, when weights appear or vanish under
+    ``legacy_reward=False`` (their A comes from their component observations with weights,
+    from all of them without)."""
+    if comp is None or legacy_reward or (before is None) == (after is None):
+        return []
+    return [j for j in np.flatnonzero(comp.legacy).tolist() if j != exclude]
 
 
 def fitted_gram(

@@ -151,8 +151,8 @@ def test_bad_component_values_are_refused():
     with pytest.raises(InvalidDeltaError, match="component sums contain NaN"):
         aggregate(obs * 2, D)  # the batched path says the same
     obs = [Observation("a", "a", (np.inf,) + (1.0,) * (D - 1), 1.0, components=(0.0,) * 5)]
-    with pytest.raises(InvalidDeltaError, match="delta contains NaN"):
-        aggregate(obs, D)
+    with np.errstate(invalid="ignore"), pytest.raises(InvalidDeltaError, match="delta contains"):
+        aggregate(obs, D)  # the features are named before the component sums (0·inf = NaN)
 
 
 def test_legacy_arm_migrates_on_its_first_component_delta():
