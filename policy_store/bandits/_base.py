@@ -83,7 +83,10 @@ class Snapshot:
     observations only, A = λI + ``comp_xx``. ``components`` (K, C, d) is θ per component
     (pooled like θ), for monitoring and for the objective's own estimates; ``comp_s``,
     ``comp_s2`` (K, C) and ``comp_n`` (K,) are the scalar sums Σw·v, Σw·v², Σw of each
-    arm's component observations, ``dual`` the policy's Lagrange multiplier λ.
+    arm's component observations, ``dual`` the policy's Lagrange multiplier λ. θ is linear in
+    the weights, so when every arm's θ comes from its component sums it is computed as
+    Σ_c weights_c·θ_c (one pooled solve for all components); ``reweighted`` and
+    ``with_arm(..., weights=)`` change the weights (a new λ) without refactorising.
     """
 
     arms: tuple[str, ...]
