@@ -10,6 +10,7 @@ update rule of ``policy_store._state``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,21 @@ def frozen_array(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def all_finite(arrays: list[np.ndarray], *numbers: float) -> bool:
+    """Whether every number of ``arrays`` and ``numbers`` is finite (one pass over them all)."""
+    for x in numbers:
+        if not math.isfinite(x):
+            return False
+    return bool(np.isfinite(np.concatenate(arrays, axis=None)).all())
+
+
+def owned(a: np.ndarray) -> np.ndarray:
+    """``a`` made read-only without a copy: only for a float64 array nobody else can write
+    (just computed here, or already read-only)."""
+    a.setflags(write=False)
+    return a
+
+
 @dataclass(frozen=True)
 class ComponentStats:
     """Component sums of one arm: ``y`` (C, d), ``s`` (C,), ``s2`` (C,), read-only.
@@ -117,6 +133,11 @@ class ComponentStats:
             None if n is None else float(n),
         )
 
+    @classmethod
+    def _owning(cls, y, s, s2, xx=None, n=None) -> ComponentStats:
+        """``of`` for arrays just computed by the update rule (``owned``: no copies)."""
+        return cls(owned(y), owned(s), owned(s2), None if xx is None else owned(xx), n)
+
     @property
     def legacy(self) -> bool:
         """Whether the component observations are a subset of the arm's (explicit Gram)."""
@@ -127,9 +148,20 @@ class ComponentStats:
             return self
         xx = None if self.xx is None else self.xx * factor
         n = None if self.n is None else self.n * factor
-        return ComponentStats.of(self.y * factor, self.s * factor, self.s2 * factor, xx, n)
+        return ComponentStats._owning(self.y * factor, self.s * factor, self.s2 * factor, xx, n)
+
+    def arrays(self) -> list[np.ndarray]:
+        """y, s, s2 and the explicit Gram when there is one."""
+        return [self.y, self.s, self.s2] + ([] if self.xx is None else [self.xx])
 
     def validate(self, d: int) -> None:
+        """Raise ``InvalidDeltaError`` unless shapes match ``d`` and all numbers are finite."""
+        self.check_shapes(d)
+        if not all_finite(self.arrays(), self.n or 0.0):
+            raise InvalidDeltaError("component sums contain NaN or infinity; nothing was applied")
+
+    def check_shapes(self, d: int) -> None:
+        """Raise ``InvalidDeltaError`` unless the shapes match ``d`` features."""
         C = N_COMPONENTS
         if self.y.shape != (C, d) or self.s.shape != (C,) or self.s2.shape != (C,):
             raise InvalidDeltaError(
@@ -140,9 +172,6 @@ class ComponentStats:
             raise InvalidDeltaError(
                 f"component Gram has shape {self.xx.shape}, expected ({d}, {d})"
             )
-        arrays = [self.y, self.s, self.s2] + ([] if self.xx is None else [self.xx])
-        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(self.n or 0.0)):
-            raise InvalidDeltaError("component sums contain NaN or infinity; nothing was applied")
 
     # -- bytes -------------------------------------------------------------------------------
     def blob(self) -> bytes:

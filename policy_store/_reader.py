@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -190,10 +190,11 @@ class PolicyReader:
     def refresh_applied(self, arms: Collection[str], version: int) -> bool:
         """Install ``version`` when it is the current snapshot's version plus one ``apply``
         that changed only ``arms`` (the caller's ``ApplyResult.version``): only those arms
-        are refactorised, from the store's statistics. Anything else (another version in
-        between, a config change, a new arm) falls back to ``refresh``; when the
-        objective's weights moved (a constrained objective's λ changed, or the first
-        component sums arrived) the snapshot is rebuilt from that state. Never raises."""
+        are refactorised, from the store's statistics; when the objective's weights moved (a
+        constrained objective's λ changed, or the first component sums arrived) θ is
+        recomputed at the new weights from the arrays of the snapshot, without refactorising
+        the other arms (``Snapshot.with_arm(..., weights=)``). Anything else (another version
+        in between, a config change, a new arm) falls back to ``refresh``. Never raises."""
         try:
             view = self._view
             if view is None or view.snapshot.version != version - 1:
@@ -204,21 +205,21 @@ class PolicyReader:
                 head.config is view.config or head.config == view.config
             ):
                 return self.refresh()
-            weights = snapshot_weights(view.config, state)
             snap = view.snapshot
-            if not _same(weights, snap.weights):
-                self._install(
-                    view.config, view.algorithm, build_snapshot(view.algorithm, view.config, state)
-                )
-                return True
+            changes = {"dual": state.dual, "version": state.version, "updated_at": state.updated_at}
+            if view.config.objective.constrained or snap.weights is None:
+                # λ may have moved, or the first component sums arrived (same config: the
+                # weighted objective's weights cannot have changed otherwise)
+                weights = snapshot_weights(view.config, state)
+                if not _same(weights, snap.weights):
+                    changes["weights"] = weights
+            if not arms:
+                return self.refresh()
             for arm in arms:
                 stats = state.arms.get(arm)
                 if stats is None or arm not in snap.index:
                     return self.refresh()
-                snap = snap.with_arm(arm, stats)
-            snap = replace(
-                snap, version=state.version, updated_at=state.updated_at, dual=state.dual
-            )
+                snap = snap.with_arm(arm, stats, **changes)
             self._install(view.config, view.algorithm, snap)
             return True
         except Exception as exc:  # same contract as refresh: the proxy keeps serving

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._components import COMPONENTS, N_COMPONENTS, ComponentStats, frozen_array
+from ._components import COMPONENTS, N_COMPONENTS, ComponentStats, all_finite, frozen_array, owned
 from ._errors import InvalidDeltaError
 
 _F8 = np.dtype("<f8")
@@ -91,12 +91,12 @@ def _combined(old: ArmStats, factor: float, delta: ArmStats) -> ComponentStats |
     g_old, n_old, explicit_old = _component_gram(old)
     g_new, n_new, explicit_new = _component_gram(delta)
     if not (explicit_old or explicit_new):
-        return ComponentStats.of(y, s, s2)
+        return ComponentStats._owning(y, s, s2)
     if g_old is None and g_new is None:
         gram = np.zeros_like(old.xx)
     else:
         gram = _lin(g_old, factor, g_new)
-    return ComponentStats.of(y, s, s2, gram, n_old * factor + n_new)
+    return ComponentStats._owning(y, s, s2, gram, float(n_old * factor + n_new))
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,13 @@ class ArmStats:
     ) -> ArmStats:
         return cls(frozen_array(xx), frozen_array(b), float(n), components)
 
+    @classmethod
+    def _owning(
+        cls, xx: np.ndarray, b: np.ndarray, n: float, components: ComponentStats | None = None
+    ) -> ArmStats:
+        """``of`` for arrays just computed by the update rule (``owned``: no copies)."""
+        return cls(owned(xx), owned(b), float(n), components)
+
     @property
     def d(self) -> int:
         return int(self.b.shape[0])
@@ -131,7 +138,7 @@ class ArmStats:
 
     def _plus(self, factor: float, delta: ArmStats) -> ArmStats:
         """``self·factor + delta``, component sums included."""
-        return ArmStats.of(
+        return ArmStats._owning(
             _lin(self.xx, factor, delta.xx),
             _lin(self.b, factor, delta.b),
             self.n * factor + delta.n,
@@ -143,7 +150,7 @@ class ArmStats:
         if factor == 1.0:
             return self
         comp = None if self.components is None else self.components.scaled(factor)
-        return ArmStats.of(self.xx * factor, self.b * factor, self.n * factor, comp)
+        return ArmStats._owning(self.xx * factor, self.b * factor, self.n * factor, comp)
 
     def updated(self, delta: ArmStats, forgetting: float = 1.0) -> ArmStats:
         """The statistics after adding ``delta``: ``self·γ^Δn + delta`` (the update rule),
@@ -163,10 +170,15 @@ class ArmStats:
                 f"delta has shape xx={self.xx.shape}, b={self.b.shape}; the policy has "
                 f"n_features={d}, so xx must be ({d}, {d}) and b ({d},)"
             )
-        if not (np.isfinite(self.xx).all() and np.isfinite(self.b).all() and np.isfinite(self.n)):
-            raise InvalidDeltaError("delta contains NaN or infinity; nothing was applied")
-        if self.components is not None:
-            self.components.validate(d)
+        c = self.components
+        arrays = [self.xx, self.b]
+        if c is not None:
+            c.check_shapes(d)
+            arrays += c.arrays()
+        if not all_finite(arrays, self.n, 0.0 if c is None else c.n or 0.0):
+            if not all_finite([self.xx, self.b], self.n):
+                raise InvalidDeltaError("delta contains NaN or infinity; nothing was applied")
+            c.validate(d)  # the component sums are not finite: says so
 
     # -- bytes -------------------------------------------------------------------------------
     def xx_bytes(self) -> bytes:
@@ -221,6 +233,17 @@ def decay_factor(forgetting: float, dn: float) -> float:
     return forgetting**dn
 
 
+def _values(rows: list[tuple[float, ...]], arm: str) -> np.ndarray:
+    """The component values of observations as an (n, C) array, checked."""
+    V = np.asarray(rows, dtype=np.float64)
+    if V.ndim != 2 or V.shape[1] != N_COMPONENTS:
+        raise InvalidDeltaError(
+            f"observations for arm {arm!r} carry {V.shape[-1] if V.ndim else 0} component "
+            f"values, expected {N_COMPONENTS} ({', '.join(COMPONENTS)})"
+        )
+    return V
+
+
 def _component_delta(
     items: list[Observation], X: np.ndarray, w: np.ndarray, arm: str
 ) -> ComponentStats | None:
@@ -233,17 +256,36 @@ def _component_delta(
     if not every:
         mask = np.asarray(has)
         X, w = X[mask], w[mask]
-    V = np.asarray([o.components for o in items if o.components is not None], dtype=np.float64)
-    if V.ndim != 2 or V.shape[1] != N_COMPONENTS:
-        raise InvalidDeltaError(
-            f"observations for arm {arm!r} carry {V.shape[-1] if V.ndim else 0} component "
-            f"values, expected {N_COMPONENTS} ({', '.join(COMPONENTS)})"
-        )
+    V = _values([o.components for o in items if o.components is not None], arm)
     wv = V * w[:, None]
     y, s, s2 = wv.T @ X, wv.sum(axis=0), (wv * V).sum(axis=0)
     if every:
-        return ComponentStats.of(y, s, s2)
-    return ComponentStats.of(y, s, s2, (X * w[:, None]).T @ X, float(w.sum()))
+        return ComponentStats._owning(y, s, s2)
+    return ComponentStats._owning(y, s, s2, (X * w[:, None]).T @ X, float(w.sum()))
+
+
+def _batch(items: list[Observation], d: int, arm: str) -> ArmStats:
+    """One arm's delta from its observations (features already checked)."""
+    if len(items) == 1:  # the in-process case: each sum has one term, no stacking needed
+        o = items[0]
+        x = np.array(o.features, dtype=np.float64)
+        w = float(o.weight)
+        comp = None
+        if o.components is not None:
+            v = _values([o.components], arm)[0]
+            wv = v * w
+            comp = ComponentStats._owning(np.outer(wv, x), wv, wv * v)
+        return ArmStats._owning(np.outer(x * w, x), x * (w * o.reward), w, comp)
+    X = np.asarray([o.features for o in items], dtype=np.float64).reshape(len(items), -1)
+    if X.shape[1] != d:
+        raise InvalidDeltaError(
+            f"observation for arm {arm!r} has {X.shape[1]} features, the policy expects {d}"
+        )
+    w = np.asarray([o.weight for o in items], dtype=np.float64)
+    r = np.asarray([o.reward for o in items], dtype=np.float64)
+    xx = (X * w[:, None]).T @ X
+    b = X.T @ (w * r)
+    return ArmStats._owning(xx, b, float(w.sum()), _component_delta(items, X, w, arm))
 
 
 def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats]:
@@ -252,7 +294,9 @@ def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats
     length, a wrong number of component values or a non-finite number.
 
     Component sums cover the observations that carry components; when an arm's batch
-    mixes both kinds, the delta also carries the Gram and weight of those (legacy rule)."""
+    mixes both kinds, the delta also carries the Gram and weight of those (legacy rule).
+    An arm with a single observation takes the same products without stacking (the
+    numbers are those of the batched arithmetic, each sum having one term)."""
     by_arm: dict[str, list[Observation]] = {}
     for obs in observations:
         by_arm.setdefault(obs.arm, []).append(obs)
@@ -264,16 +308,7 @@ def aggregate(observations: Iterable[Observation], d: int) -> dict[str, ArmStats
                     f"decision {o.decision_id!r} has {len(o.features)} features, "
                     f"the policy expects n_features={d}"
                 )
-        X = np.asarray([o.features for o in items], dtype=np.float64).reshape(len(items), -1)
-        if X.shape[1] != d:
-            raise InvalidDeltaError(
-                f"observation for arm {arm!r} has {X.shape[1]} features, the policy expects {d}"
-            )
-        w = np.asarray([o.weight for o in items], dtype=np.float64)
-        r = np.asarray([o.reward for o in items], dtype=np.float64)
-        xx = (X * w[:, None]).T @ X
-        b = X.T @ (w * r)
-        stats = ArmStats.of(xx, b, float(w.sum()), _component_delta(items, X, w, arm))
+        stats = _batch(items, d, arm)
         stats.validate(d)
         out[arm] = stats
     return out

@@ -20,10 +20,21 @@ from ._component_arrays import (
     component_theta,
     fitted_gram,
     inverses,
-    pooled_mean,
-    row,
+    linear_in_components,
+    objective_theta,
+    refit,
+    regram_rows,
     weight_vector,
 )
+from ._selection import draw, offered_index
+from ._selection import means_and_variances as means_and_variances  # lin_ucb, thompson
+
+
+class _Keep:
+    """Marker default of ``Snapshot.with_arm``'s ``weights``: keep the snapshot's."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,10 @@ class Snapshot:
     observations only, A = λI + ``comp_xx``. ``components`` (K, C, d) is θ per component
     (pooled like θ), for monitoring and for the objective's own estimates; ``comp_s``,
     ``comp_s2`` (K, C) and ``comp_n`` (K,) are the scalar sums Σw·v, Σw·v², Σw of each
-    arm's component observations, ``dual`` the policy's Lagrange multiplier λ.
+    arm's component observations, ``dual`` the policy's Lagrange multiplier λ. θ is linear in
+    the weights, so when every arm's θ comes from its component sums it is computed as
+    Σ_c weights_c·θ_c (one pooled solve for all components); ``reweighted`` and
+    ``with_arm(..., weights=)`` change the weights (a new λ) without refactorising.
     """
 
     arms: tuple[str, ...]
@@ -97,9 +111,10 @@ class Snapshot:
     #: the objective's component weights (C,), None when θ comes from ``b``
     weights: np.ndarray | None = None
     legacy_reward: bool = True
-    #: θ per component (K, C, d); this and the component sums below are None when no arm
-    #: has component sums and no weights were given
+    #: θ per component (K, C, d) and their pooled prior means (C, d); these and the
+    #: component sums below are None when no arm has component sums and no weights were given
     components: np.ndarray | None = None
+    component_prior: np.ndarray | None = None
     #: component sums: y (K, C, d), s and s2 (K, C), the Gram (K, d, d) and weight (K,)
     #: of each arm's component observations, and which arms are legacy (K,)
     comp_y: np.ndarray | None = None
@@ -150,25 +165,33 @@ class Snapshot:
         )
 
     @classmethod
-    def _frozen(cls, arms, d, stats, comp, ridge, pooled, meta) -> Snapshot:
+    def _frozen(
+        cls, arms, d, stats, comp, ridge, pooled, meta, index=None, per_component=None
+    ) -> Snapshot:
+        """The snapshot of stacked statistics whose A⁻¹ and factors are already computed:
+        θ per component (unless ``per_component`` gives them and their prior), then the
+        objective's θ (Σ_c w_c·θ_c when that is exact, which saves a second pooled solve),
+        ``stacked``, all arrays made read-only."""
         xx, b, a_inv, chol, n = stats
         weights, legacy_reward, dual, version, updated_at = meta
-        gram, b_used = xx, b
-        if weights is not None:
-            gram = fitted_gram(xx, comp, weights, legacy_reward)
-            b_used = np.einsum("c,kcj->kj", weights, comp.y)
-            if legacy_reward and comp.legacy.any():
-                b_used[comp.legacy] = b[comp.legacy]
-        prior = pooled_mean(gram, b_used, ridge) if pooled and len(arms) > 0 else np.zeros(d)
-        theta = np.einsum("kij,kj->ki", a_inv, b_used + ridge * prior)
+        components = comp_prior = None
+        if per_component is not None:
+            components, comp_prior = per_component
+        elif comp is not None:
+            on_components = weights is not None and not legacy_reward
+            components, comp_prior = component_theta(comp, a_inv, ridge, pooled, on_components)
+        if linear_in_components(comp, weights, legacy_reward):
+            theta, prior = weights @ components, weights @ comp_prior
+        else:
+            sums = (xx, b, a_inv)
+            theta, prior = objective_theta(sums, comp, weights, legacy_reward, ridge, pooled)
         stacked = np.concatenate([theta, a_inv.reshape(-1, d)])
         frozen = [theta, a_inv, chol, n, stacked, xx, b, prior]
-        components = None
         if comp is not None:
-            on_components = weights is not None and not legacy_reward
-            components = component_theta(comp, a_inv, ridge, pooled, on_components)
-            frozen += [components, *comp.arrays()]
-        for arr in frozen + ([] if weights is None else [weights]):
+            frozen += [components, comp_prior, *comp.arrays()]
+        if weights is not None:
+            frozen.append(weights)
+        for arr in frozen:
             arr.setflags(write=False)
         return cls(
             arms=arms,
@@ -179,7 +202,7 @@ class Snapshot:
             n=n,
             version=version,
             updated_at=updated_at,
-            index={a: i for i, a in enumerate(arms)},
+            index={a: i for i, a in enumerate(arms)} if index is None else index,
             stacked=stacked,
             xx=xx,
             b=b,
@@ -189,21 +212,28 @@ class Snapshot:
             weights=weights,
             legacy_reward=legacy_reward,
             components=components,
-            comp_y=None if comp is None else comp.y,
-            comp_s=None if comp is None else comp.s,
-            comp_s2=None if comp is None else comp.s2,
-            comp_xx=None if comp is None else comp.xx,
-            comp_n=None if comp is None else comp.n,
-            legacy=None if comp is None else comp.legacy,
+            component_prior=comp_prior,
             dual=float(dual),
+            **({} if comp is None else comp.fields()),
         )
 
-    def with_arm(self, arm: str, stats: ArmStats, ridge: float | None = None) -> Snapshot:
+    def with_arm(
+        self,
+        arm: str,
+        stats: ArmStats,
+        ridge: float | None = None,
+        *,
+        weights: np.ndarray | Sequence[float] | None | _Keep = KEEP,
+        dual: float | None = None,
+        version: int | None = None,
+        updated_at: float | None = None,
+    ) -> Snapshot:
         """A new snapshot where ``arm`` (added at the end when new) has ``stats``.
 
         Only that arm's matrices are refactorised (plus the pooled prior), which
-        keeps in-process learning (``ContextualBandit.update``) cheap. Component sums,
-        weights, λ and the version are kept.
+        keeps in-process learning (``ContextualBandit.update``) cheap. Component sums are
+        kept; ``weights`` (the objective's, e.g. at a new λ; see ``reweighted``), ``dual``,
+        ``version`` and ``updated_at`` are the snapshot's unless given.
         """
         if self.xx is None or self.b is None:
             raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
@@ -212,95 +242,80 @@ class Snapshot:
             raise ValueError(f"snapshot was built with ridge={self.ridge}, not {ridge}")
         k = self.index.get(arm)
         arrays = [self.xx, self.b, self.a_inv, self.chol, self.n]
-        arms = self.arms
+        arms, index = self.arms, self.index
         comp = self._component_arrays(stats)
-        if k is None:
+        grow = k is None
+        if grow:
             k = len(self.arms)
-            arms = (*self.arms, arm)
+            arms, index = (*self.arms, arm), None
             arrays = [np.concatenate([a, np.zeros((1, *a.shape[1:]))]) for a in arrays]
         else:
             arrays = [a.copy() for a in arrays]
         xx, b, a_inv, chol, n = arrays
         xx[k], b[k], n[k] = stats.xx, stats.b, stats.n
         if comp is not None:
-            comp = comp.copy(grow=k == len(self.arms))
+            comp = comp.copy(grow=grow)
             comp.put(k, stats)
-        one = None if comp is None else row(comp, k)
-        gram = fitted_gram(xx[k : k + 1], one, self.weights, self.legacy_reward)
-        inv, c = inverses(gram, ridge)
-        a_inv[k], chol[k] = inv[0], c[0]
-        meta = (self.weights, self.legacy_reward, self.dual, self.version, self.updated_at)
-        return self._frozen(arms, self.d, (xx, b, a_inv, chol, n), comp, ridge, self.pooled, meta)
+        w = self.weights if weights is KEEP else weight_vector(weights)
+        rows = [k] + self._regram_rows(comp, w, exclude=k)
+        refit(a_inv, chol, xx, comp, w, self.legacy_reward, ridge, rows)
+        meta = self._meta(w, dual, version, updated_at)
+        stats5 = (xx, b, a_inv, chol, n)
+        return self._frozen(arms, self.d, stats5, comp, ridge, self.pooled, meta, index)
 
-    def _component_arrays(self, stats: ArmStats) -> ComponentArrays | None:
-        """The component sums to update (read-only views), None while neither the snapshot
-        nor ``stats`` has any (then ``with_arm`` costs what it did before components)."""
+    def reweighted(
+        self, weights: np.ndarray | Sequence[float] | None, dual: float | None = None
+    ) -> Snapshot:
+        """The same statistics under other objective weights (e.g. a constrained objective's
+        at a new λ) and multiplier ``dual``: θ and ``stacked`` are recomputed from the arrays
+        already here, nothing is refactorised (except legacy arms whose Gram changes, when
+        weights appear on a snapshot built without). Equals ``build`` with these weights."""
+        if self.xx is None or self.b is None:
+            raise ValueError("this snapshot was not built by Snapshot.build; rebuild it")
+        w = weight_vector(weights)
+        comp = self._component_arrays(None)
+        # θ per component does not depend on the weights: kept unless the arrays change
+        keep = None if comp is None else (self.components, self.component_prior)
+        if comp is None and w is not None:  # as ``build`` with weights: every arm's row
+            comp = ComponentArrays.before_components(self.n, self.d)
+        elif comp is not None and w is None and not comp.n.any():
+            comp = keep = None  # as ``build`` without weights over no component observations
+        a_inv, chol = self.a_inv, self.chol
+        rows = self._regram_rows(comp, w)
+        if rows:
+            a_inv, chol = a_inv.copy(), chol.copy()
+            refit(a_inv, chol, self.xx, comp, w, self.legacy_reward, self.ridge, rows)
+            keep = None  # legacy arms' A changed: their component θ with it
+        stats5 = (self.xx, self.b, a_inv, chol, self.n)
+        meta = self._meta(w, dual, None, None)
+        return self._frozen(
+            self.arms, self.d, stats5, comp, self.ridge, self.pooled, meta, self.index, keep
+        )
+
+    def _meta(self, weights, dual, version, updated_at) -> tuple:
+        return (
+            weights,
+            self.legacy_reward,
+            self.dual if dual is None else dual,
+            self.version if version is None else version,
+            self.updated_at if updated_at is None else updated_at,
+        )
+
+    def _regram_rows(
+        self, comp: ComponentArrays | None, weights: np.ndarray | None, exclude: int = -1
+    ) -> list[int]:
+        return regram_rows(comp, self.legacy_reward, self.weights, weights, exclude)
+
+    def _component_arrays(self, stats: ArmStats | None) -> ComponentArrays | None:
+        """The component sums (read-only views), None while neither the snapshot nor
+        ``stats`` has any (then ``with_arm`` costs what it did before components)."""
         if self.comp_y is not None:
             return ComponentArrays(
                 self.comp_y, self.comp_s, self.comp_s2, self.comp_xx, self.comp_n, self.legacy
             )
-        if stats.components is None:
+        if stats is None or stats.components is None:
             return None
-        comp = ComponentArrays.zeros(len(self.arms), self.d)
-        comp.legacy[:] = self.n > 0  # every arm with data so far is a legacy arm
-        return comp
-
-
-def draw(p: np.ndarray | list[float], u: float) -> int:
-    """Index i with cumulative probability just above ``u`` ∈ [0, 1): sampling from ``p``.
-
-    A plain loop over K floats is several times faster than ``Generator.choice``
-    for the handful of arms a policy has.
-
-    >>> draw(np.array([0.2, 0.5, 0.3]), 0.69)
-    1
-    """
-    acc = 0.0
-    probs = p.tolist() if isinstance(p, np.ndarray) else p
-    for i, pi in enumerate(probs):
-        acc += pi
-        if u < acc:
-            return i
-    return len(probs) - 1  # u within rounding of 1.0
-
-
-def check_features(snap: Snapshot, x: np.ndarray) -> None:
-    """Refuse a context of the wrong size with a message that says what to fix."""
-    if x.shape != (snap.d,):
-        raise ValueError(
-            f"feature vector has shape {x.shape}, the policy expects ({snap.d},); "
-            "pass exactly n_features numbers"
-        )
-
-
-def means_and_variances(
-    snap: Snapshot, x: np.ndarray, idx: np.ndarray | None = None
-) -> tuple[list[float], list[float]]:
-    """θ_kᵀx and xᵀA_k⁻¹x for the arms ``idx`` (all when None), as plain floats.
-
-    The hot path of selection: a couple of small products, then Python floats,
-    because for a handful of arms each further numpy call costs more than the
-    arithmetic it does.
-    """
-    check_features(snap, x)
-    if idx is None and snap.stacked is not None:
-        K = len(snap.arms)
-        y = snap.stacked.dot(x)
-        return y[:K].tolist(), y[K:].reshape(K, snap.d).dot(x).tolist()
-    theta, a_inv = (snap.theta, snap.a_inv) if idx is None else (snap.theta[idx], snap.a_inv[idx])
-    return theta.dot(x).tolist(), a_inv.dot(x).dot(x).tolist()
-
-
-def offered_index(snap: Snapshot, offered: Sequence[int] | None) -> np.ndarray | None:
-    """Offered arms as an index array, or None for all arms (the fast path)."""
-    if offered is None:
-        return None
-    idx = np.asarray(offered, dtype=np.intp)
-    if idx.ndim != 1 or idx.size == 0:
-        raise ValueError("offered must be a non-empty sequence of arm indices")
-    if idx.min() < 0 or idx.max() >= len(snap.arms):
-        raise ValueError(f"offered arm indices {idx.tolist()} out of range 0..{len(snap.arms) - 1}")
-    return idx
+        return ComponentArrays.before_components(self.n, self.d)
 
 
 class Algorithm(ABC):

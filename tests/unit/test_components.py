@@ -115,6 +115,32 @@ def test_mixed_batch_keeps_the_gram_of_the_component_observations():
     assert aggregate(obs[::3], D)["a"].components is None  # none carried components
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("with_components", [True, False])
+def test_one_observation_gives_the_batched_sums(seed, with_components):
+    """An arm's batch of one takes a path without stacking: its sums are those of the
+    batched arithmetic (checked against the same observation batched with a weight-0 twin,
+    which adds exact zeros)."""
+    rng = np.random.default_rng(seed)
+    spec = SPECS[seed % len(SPECS)]
+    for i in range(20):
+        x, o, w = rng.normal(size=D) * 10.0 ** rng.integers(-3, 4), outcome(rng), rng.uniform(0, 3)
+        one = observe(spec, i, "a", x, o, with_components, w=float(w))
+        twin = observe(spec, -i - 1, "a", x, o, with_components, w=0.0)
+        single, batched = aggregate([one], D)["a"], aggregate([one, twin], D)["a"]
+        assert single.n == batched.n == one.weight
+        for a, b in ((single.xx, batched.xx), (single.b, batched.b)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        if not with_components:
+            assert single.components is None and batched.components is None
+            continue
+        c1, c2 = single.components, batched.components
+        assert not c1.legacy and not c2.legacy
+        for name in ("y", "s", "s2"):
+            np.testing.assert_allclose(getattr(c1, name), getattr(c2, name), rtol=1e-12, atol=1e-12)
+        assert not single.xx.flags.writeable and not c1.y.flags.writeable
+
+
 def test_bad_component_values_are_refused():
     obs = [Observation("a", "a", (1.0,) * D, 1.0, components=(1.0, 0.0))]
     with pytest.raises(InvalidDeltaError, match="component"):
@@ -122,6 +148,11 @@ def test_bad_component_values_are_refused():
     obs = [Observation("a", "a", (1.0,) * D, 1.0, components=(np.nan, 0.0, 0.0, 0.0, 1.0))]
     with pytest.raises(InvalidDeltaError, match="NaN"):
         aggregate(obs, D)
+    with pytest.raises(InvalidDeltaError, match="component sums contain NaN"):
+        aggregate(obs * 2, D)  # the batched path says the same
+    obs = [Observation("a", "a", (np.inf,) + (1.0,) * (D - 1), 1.0, components=(0.0,) * 5)]
+    with np.errstate(invalid="ignore"), pytest.raises(InvalidDeltaError, match="delta contains"):
+        aggregate(obs, D)  # the features are named before the component sums (0·inf = NaN)
 
 
 def test_legacy_arm_migrates_on_its_first_component_delta():

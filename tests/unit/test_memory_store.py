@@ -37,6 +37,47 @@ def test_refresh_applied_equals_a_full_rebuild(seed, forgetting):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-12)
 
 
+OBJECTIVES = {
+    "weighted": {},
+    "floor": {"objective": {"kind": "quality_floor", "quality_floor": 0.7}},
+    "budget": {"objective": {"kind": "budget", "max_cost": 0.3}},
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+@pytest.mark.parametrize("legacy", [False, True])
+def test_refresh_applied_equals_a_full_rebuild_with_components_and_a_moving_multiplier(
+    seed, objective, legacy
+):
+    """Component sums, λ moving with (almost) every apply, and optionally arms with data from
+    before components: the incrementally refreshed snapshot is the rebuilt one."""
+    rng = np.random.default_rng(seed)
+    store, reader = _store_and_reader(**OBJECTIVES[objective])
+    duals = set()
+    for i in range(40):
+        arm = ARMS[int(rng.integers(3))]
+        values = None
+        if not legacy or i >= 10:  # the first ten carry no components
+            q, c = float(rng.random()), float(rng.random())
+            values = (q, c, float(rng.random()), 0.0, 1.0)
+        obs = Observation(str(i), arm, tuple(rng.random(3)), float(rng.random()), 1.0, values)
+        delta = float(rng.normal()) if objective != "weighted" and i % 5 else 0.0
+        version = store.apply("p", [obs], dual_delta=delta).version
+        assert reader.refresh_applied((arm,), version)
+        duals.add(reader.view.snapshot.dual)
+    assert len(duals) > 5 if objective != "weighted" else duals == {0.0}
+    fresh = PolicyReader(store, "p", start=False, notify=False)
+    fresh.refresh()
+    got, want = reader.view.snapshot, fresh.view.snapshot
+    assert got.version == want.version == 40
+    assert got.dual == want.dual == store.read_state("p").dual
+    assert got.legacy.tolist() == want.legacy.tolist()
+    names = ("theta", "a_inv", "chol", "n", "stacked", "prior", "weights", "components")
+    for name in names + ("comp_y", "comp_s", "comp_xx", "comp_n"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-10)
+
+
 def test_refresh_applied_falls_back_to_a_full_refresh_when_versions_were_skipped():
     store, reader = _store_and_reader()
     store.apply("p", [Observation("1", "a", (1.0, 0.0, 0.0), 1.0)])  # the reader missed this

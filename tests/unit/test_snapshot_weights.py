@@ -152,3 +152,46 @@ def test_weights_must_be_one_per_component():
     algo = make_algorithm(AlgorithmConfig())
     with pytest.raises(ValueError, match="one per component"):
         algo.snapshot(PolicyState(arms={}), ARMS, D, [1.0, 0.0])
+
+
+@pytest.mark.parametrize("legacy_reward", [True, False])
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (reward_weights(SPEC1), reward_weights(SPEC2)),
+        (None, np.array([0.3, -0.7, -0.1, 0.0, 0.0])),
+        (np.array([0.8, -0.2, 0.0, 0.0, 0.0]), None),
+    ],
+)
+@pytest.mark.parametrize("make_arms", [legacy_state, lambda: learn(SPEC1, seed=3)])
+def test_reweighted_equals_a_build_with_the_new_weights(
+    algo, legacy_reward, before, after, make_arms
+):
+    state = PolicyState(arms=make_arms(), version=7, dual=0.3)
+    snap = algo.snapshot(state, ARMS, D, before, legacy_reward=legacy_reward)
+    got = snap.reweighted(after, dual=1.5)
+    want = algo.snapshot(
+        PolicyState(arms=state.arms, version=7, dual=1.5),
+        ARMS,
+        D,
+        after,
+        legacy_reward=legacy_reward,
+    )
+    assert got.dual == 1.5 and got.version == 7
+    names = ("theta", "a_inv", "chol", "stacked", "prior", "components", "component_prior")
+    for name in names:
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-10)
+    if after is None:
+        assert got.weights is None
+    else:
+        np.testing.assert_array_equal(got.weights, after)
+        assert not got.theta.flags.writeable
+
+
+def test_reweighted_refactorises_nothing_when_the_gram_stays(algo):
+    state = PolicyState(arms=legacy_state())
+    snap = algo.snapshot(state, ARMS, D, reward_weights(SPEC1), legacy_reward=False)
+    got = snap.reweighted(reward_weights(SPEC2))
+    assert got.a_inv is snap.a_inv and got.chol is snap.chol
+    assert got.components is snap.components  # θ per component does not depend on weights
+    assert not np.allclose(got.theta, snap.theta)
