@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Show a policy: version, when its parameters last changed (staleness), config, its "
             "objective and (quality floor, budget) the constraint: target, buffer, measured mean "
-            "with a 95%% interval, the multiplier λ and a verdict (held / violated / not enough "
+            "with a 95% interval, the multiplier λ and a verdict (held / violated / not enough "
             "data); per arm the learned count n, θ, and — from the per-minute aggregates of the "
             "last --window minutes — mean reward, share of rewarded traffic, quality, cost, "
             "latency; then per cohort figures and the stream's health counters."
