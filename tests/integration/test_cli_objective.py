@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from _constrained_loop import run_loop
+from test_cli_friction import one_error_line
 
 from policy_store import Observation, make_config
 from stream_app.aggregates import read_buckets
@@ -30,14 +31,6 @@ def rlc(services, key_prefix):
         return subprocess.run([RLC, *argv], env=env, capture_output=True, text=True, timeout=60)
 
     return run
-
-
-def one_error_line(proc) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
 
 
 ARMS = ["--arms", "gpt-4,mini,llama", "--features", "2", "--baseline-arm", "gpt-4"]

@@ -53,6 +53,15 @@ def _values(p: argparse._ActionsContainer, budget_flags: tuple[str, ...]) -> Non
     )
 
 
+def _latency(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--latency-weight",
+        type=float,
+        metavar="W",
+        help="quality floor / budget: weight of the (normalised) latency beside the goal (0)",
+    )
+
+
 def add_objective_options(p: argparse.ArgumentParser) -> None:
     """``policy create``'s objective options (the kind is inferred from the value given)."""
     g = p.add_argument_group(
@@ -68,12 +77,7 @@ def add_objective_options(p: argparse.ArgumentParser) -> None:
         "budget (with --max-cost)",
     )
     _values(g, ("--max-cost", "--budget"))
-    g.add_argument(
-        "--latency-weight",
-        type=float,
-        metavar="W",
-        help="quality-floor / budget: weight of the (normalised) latency beside the goal (0)",
-    )
+    _latency(g)
 
 
 def objective_fields(
@@ -150,12 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = o.add_mutually_exclusive_group()
     g.add_argument("--weighted", action="store_true", help="maximise the weighted reward again")
     _values(g, ("--budget", "--max-cost"))
-    o.add_argument(
-        "--latency-weight",
-        type=float,
-        metavar="W",
-        help="with a quality floor or budget: weight of the (normalised) latency (0)",
-    )
+    _latency(o)
     redis_command(o, objective)
 
 
