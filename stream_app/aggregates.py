@@ -6,6 +6,8 @@ Layout (all in the policy's hash-tag slot, see ``policy_store._keys``):
     {prefix}:{name}:agg:<minute>   hash  "<cohort>|<arm>|<metric>" -> float   (TTL 7 days)
                                          metrics: n, reward, quality, cost, latency, errors
                                          (sums; divide by n for means)
+                                         + "dual" -> the multiplier λ after the minute's
+                                         last applied batch (``record_dual``)
     {prefix}:{name}:health         hash  counter name -> int  (events_in, joined, rewards,
                                          expired, late, duplicates, dlq:<reason>,
                                          missing:<component>, batches, applied)
@@ -65,6 +67,7 @@ class CohortArmStats:
 class Bucket:
     minute: int
     cells: dict[tuple[str, str], CohortArmStats] = field(default_factory=dict)
+    dual: float | None = None  # λ after the minute's last applied batch (``record_dual``)
 
 
 def add_rewards(pipe, keys: PolicyKeys, rewards: Iterable[Mapping]) -> None:
@@ -91,6 +94,26 @@ def add_rewards(pipe, keys: PolicyKeys, rewards: Iterable[Mapping]) -> None:
         touched.add(b)
     for b in touched:
         pipe.expire(agg_key(keys, b), AGG_TTL_SECONDS)
+
+
+# copies the state's multiplier (absent: nothing) into a minute's bucket, inside Redis
+_COPY_DUAL = """
+local v = redis.call('HGET', KEYS[1], 'dual')
+if v then
+  redis.call('HSET', KEYS[2], 'dual', v)
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return 0
+"""
+
+
+def record_dual(pipe, keys: PolicyKeys, ts: float) -> None:
+    """Queue on ``pipe`` a copy of the policy's multiplier λ (the ``dual`` field of its state
+    hash) into the bucket of minute ``ts``, so the dashboard can draw λ over time. Done in
+    Redis by a three-line script (no extra round trip, the value the apply just wrote);
+    nothing for a policy whose state has no ``dual`` (weighted objective, λ never moved)."""
+    bucket = agg_key(keys, minute(ts))
+    pipe.eval(_COPY_DUAL, 2, keys.state, bucket, AGG_TTL_SECONDS)
 
 
 def incr_health(pipe, keys: PolicyKeys, counters: Mapping[str, int]) -> None:
@@ -137,6 +160,7 @@ class RedisAggregates:
         add_rewards(pipe, keys, [r.model_dump() for r in batch.fresh])
         counters = {"batches": 1, "applied": batch.applied, "duplicates": batch.duplicates}
         incr_health(pipe, keys, counters)
+        record_dual(pipe, keys, batch.now)
         pipe.hset(
             keys.extra("freshness"),
             mapping={
@@ -181,6 +205,9 @@ def read_buckets(
         bucket = Bucket(minute=b)
         for f, v in raw.items():
             f = f.decode() if isinstance(f, bytes) else f
+            if f == "dual":
+                bucket.dual = float(v)
+                continue
             try:
                 cohort, arm, metric = f.split("|")
             except ValueError:

@@ -8,7 +8,14 @@ Where each number comes from:
 
 - **n** per arm: the weighted count kept in the learned state (``ArmStats.n``);
   with forgetting (γ < 1) it is the *effective* number of observations.
-- **θ** per arm: the ridge estimate ``(λI + Σxxᵀ)⁻¹ Σrx`` the bandits select with.
+- **θ** per arm: the ridge estimate the bandits select with (``build_snapshot``):
+  ``(λI + Σxxᵀ)⁻¹ Σrx`` for a weighted policy; for a constrained objective the estimate
+  of its Lagrangian at the current multiplier (so ``picks`` is what the proxies serve).
+- **objective** and **constraint**: what the policy optimises in one line and, for a
+  quality floor or a budget, target, buffer, measured mean with its 95% interval, the
+  multiplier λ and a verdict (``stream_app.ops._constraint``). The measured mean is
+  over every observation that updated the policy (all cohorts); the learned cohort
+  alone is in ``rl-commons report``.
 - **mean reward**, **share of traffic**, quality / cost / latency: from the
   per-minute aggregates (``stream_app.aggregates``) over the last ``window``
   minutes, i.e. observed rewards of joined decisions, all cohorts together
@@ -28,7 +35,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from policy_store import PolicyConfig, PolicyKeys, PolicyState, RedisPolicyStore, make_algorithm
+from policy_store import (
+    PolicyConfig,
+    PolicyKeys,
+    PolicyState,
+    RedisPolicyStore,
+    Snapshot,
+    build_snapshot,
+    make_algorithm,
+)
 from policy_store.evaluation import json_safe
 from producers import DEFAULT_FEATURE_NAMES
 from stream_app.aggregates import (
@@ -38,6 +53,8 @@ from stream_app.aggregates import (
     read_freshness,
     read_health,
 )
+
+from ._constraint import ConstraintView, constraint_view, describe_objective
 
 COMPONENTS = ("quality", "cost", "latency")
 
@@ -104,6 +121,10 @@ class PolicyReport:
     # the DLQ topic's counts for this policy (``DeadLetters.for_policy``), or {"error": …}
     # when the topic could not be read; empty when it was not asked for
     dead_letters: dict[str, Any] = field(default_factory=dict)
+    # what the policy optimises, in one line (``describe_objective``)
+    objective: str = ""
+    # a constrained objective's standing, None when weighted
+    constraint: ConstraintView | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -127,9 +148,13 @@ def _means(s: CohortArmStats) -> dict[str, float | None]:
     }
 
 
-def theta_by_arm(config: PolicyConfig, state: PolicyState) -> dict[str, list[float]]:
-    """Per-arm ridge estimate θ = (λI + Σxxᵀ)⁻¹ Σrx (the prior, zeros, for arms without data)."""
-    snap = make_algorithm(config.algorithm).snapshot(state, config.arms, config.n_features)
+def theta_by_arm(
+    config: PolicyConfig, state: PolicyState, snap: Snapshot | None = None
+) -> dict[str, list[float]]:
+    """Per-arm θ the proxies select with (``build_snapshot``: the objective's estimate at
+    the state's multiplier; the prior, zeros, for arms without data)."""
+    if snap is None:
+        snap = build_snapshot(make_algorithm(config.algorithm), config, state)
     return {arm: [float(v) for v in snap.theta[i]] for i, arm in enumerate(config.arms)}
 
 
@@ -214,12 +239,14 @@ def series_from(buckets: list[Bucket], arms: tuple[str, ...]) -> dict[str, Any]:
     the same within one cohort (the learned cohort's choices apart from the baseline's);
     ``n`` rewarded decisions
     per minute; ``quality[cohort]`` / ``cost[cohort]`` / ``latency[cohort]`` means
-    per minute over all arms of the cohort.
+    per minute over all arms of the cohort; ``dual`` the multiplier λ at the end of each
+    minute a worker applied a batch (None in other minutes and for weighted policies).
     """
     cohorts = sorted({c for b in buckets for (c, _) in b.cells})
     all_arms = list(arms) + sorted({a for b in buckets for (_, a) in b.cells} - set(arms))
     out: dict[str, Any] = {
         "minutes": [b.minute * 60 for b in buckets],
+        "dual": [b.dual for b in buckets],
         "n": [],
         "share_by_cohort": {c: {a: [] for a in all_arms} for c in cohorts},
         "reward": {c: [] for c in cohorts},
@@ -257,7 +284,8 @@ def build_policy_report(
     with_series: bool = False,
 ) -> PolicyReport:
     """Combine what was read from Redis into one report (pure)."""
-    thetas = theta_by_arm(config, state)
+    snap = build_snapshot(make_algorithm(config.algorithm), config, state)
+    thetas = theta_by_arm(config, state, snap)
     cells = [(c, a, s) for b in buckets for (c, a), s in b.cells.items()]
     total_n = sum(s.n for _, _, s in cells)
     arms = []
@@ -295,6 +323,8 @@ def build_policy_report(
         feature_names=feature_names(config),
         picks=picks_by_kind(config, thetas),
         loop_state=loop_state(health, buckets, config.max_staleness_seconds),
+        objective=describe_objective(config),
+        constraint=constraint_view(config, state, snap=snap),
     )
 
 

@@ -160,6 +160,7 @@ def test_every_subcommand_has_help(capsys):
     for argv in (
         ["policy"], ["policy", "create"], ["policy", "list"], ["policy", "show"],
         ["policy", "delete"], ["inspect"], ["rollout"], ["disable"], ["enable"], ["reset"],
+        ["objective"],
     ):  # fmt: skip
         with pytest.raises(SystemExit) as exc:
             main([*argv, "--help"])

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "_worker",
     "_schema",
     "_policy",
+    "_objective",
     "_ops",
     "_dashboard",
     "_report",

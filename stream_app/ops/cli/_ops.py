@@ -30,10 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="show a policy's version, freshness, per-arm statistics and loop health",
         description=(
-            "Show a policy: version, when its parameters last changed (staleness), config, and per "
-            "arm the learned count n, θ, and — from the per-minute aggregates of the last --window "
-            "minutes — mean reward, share of rewarded traffic, quality, cost, latency; then per "
-            "cohort figures and the stream's health counters."
+            "Show a policy: version, when its parameters last changed (staleness), config, its "
+            "objective and (quality floor, budget) the constraint: target, buffer, measured mean "
+            "with a 95% interval, the multiplier λ and a verdict (held / violated / not enough "
+            "data); per arm the learned count n, θ, and — from the per-minute aggregates of the "
+            "last --window minutes — mean reward, share of rewarded traffic, quality, cost, "
+            "latency; then per cohort figures and the stream's health counters."
         ),
     )
     i.add_argument("policy", help="policy name")
@@ -241,6 +243,13 @@ def render(report) -> str:
         f"algorithm  {alg['name']} alpha={alg['alpha']} epsilon={alg['epsilon']} "
         f"ridge={alg['ridge']} forgetting={alg['forgetting']}",
         f"features   {cfg['n_features']}",
+        f"objective  {report.objective}",
+    ]
+    if report.constraint is not None:
+        lines += ["", "constraint (every observation that updated the policy; learned cohort "
+                  "alone: `rl-commons report`)"]  # fmt: skip
+        lines += ["  " + line for line in report.constraint.lines()]
+    lines += [
         "",
         f"arms (n: learned count; other columns: last {report.window_minutes} min of rewards)",
     ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from policy_store import ConfigError, make_config
 
+from .._constraint import describe_objective
 from ._common import (
     add_yes_option,
     confirm,
@@ -18,6 +19,7 @@ from ._common import (
     store_from,
     when,
 )
+from ._objective import add_objective_options, objective_fields, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Register a new policy. Options override the fields of --config, so a JSON file can "
             "hold the reward spec and hyperparameters while the command line names the arms."
         ),
-        epilog="example: rl-commons policy create provider_selection "
-        "--arms gpt-4,claude-3,llama --features 8 --rollout 0.1 --baseline-arm gpt-4",
+        epilog="examples: rl-commons policy create provider_selection "
+        "--arms gpt-4,claude-3,llama --features 8 --rollout 0.1 --baseline-arm gpt-4 | ... "
+        "--objective quality-floor --quality-margin 0.01 | ... --cost-cap 0.05 --objective "
+        "budget --max-cost 0.004",
     )
     c.add_argument("name", help="policy name (letters, digits, '_', '.', '-')")
     c.add_argument("--arms", help="comma-separated arm (provider) names, e.g. gpt-4,claude-3")
@@ -54,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="JSON with any PolicyConfig fields (reward, algorithm, max_staleness_seconds, …)",
     )
     c.add_argument("--disabled", action="store_true", help="create with the kill switch on")
+    c.add_argument(
+        "--cost-cap",
+        type=float,
+        metavar="DOLLARS",
+        help="reward.cost_cap: the cost per call that counts as 1.0; outcome costs (and "
+        "--max-cost) are then in dollars",
+    )
+    add_objective_options(c)
     redis_command(c, create)
 
     ls = psub.add_parser("list", help="list policies", description="List the policies in Redis.")
@@ -122,6 +134,13 @@ def create(args: argparse.Namespace) -> int:
         data["baseline_arm"] = args.baseline_arm
     if args.disabled:
         data["enabled"] = False
+    if args.cost_cap is not None:
+        data["reward"] = {**data.get("reward", {}), "cost_cap": args.cost_cap}
+    objective = objective_fields(
+        args.objective, args.quality_margin, args.quality_floor, args.max_cost, args.latency_weight
+    )
+    if objective is not None:
+        data["objective"] = objective
     missing = [
         flag for flag, key in (("--arms", "arms"), ("--features", "n_features")) if key not in data
     ]
@@ -130,14 +149,17 @@ def create(args: argparse.Namespace) -> int:
             f"policy create needs {' and '.join(missing)} (or those fields in --config), "
             "e.g. --arms gpt-4,claude-3,llama --features 8"
         )
-    config = make_config(data)
+    try:
+        config = make_config(data)
+    except ConfigError as exc:
+        raise ConfigError(one_line(exc)) from None
     store = store_from(args)
     store.create(config)
     print(
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
         f"rollout {percent(config.rollout_fraction)}; "
-        f"{'enabled' if config.enabled else 'DISABLED'}"
+        f"{'enabled' if config.enabled else 'DISABLED'}; {describe_objective(config)}"
     )
     return 0
 
@@ -155,6 +177,7 @@ def list_(args: argparse.Namespace) -> int:
                 "rollout_fraction": cfg.rollout_fraction,
                 "algorithm": cfg.algorithm.name,
                 "arms": list(cfg.arms),
+                "objective": cfg.objective.kind,
                 "version": head.version,
                 "updated_at": head.updated_at,
             }
@@ -168,7 +191,7 @@ def list_(args: argparse.Namespace) -> int:
             "create one with `rl-commons policy create`"
         )
         return 0
-    header = ("NAME", "STATE", "ROLLOUT", "ALGO", "VERSION", "ARMS")
+    header = ("NAME", "STATE", "ROLLOUT", "ALGO", "VERSION", "OBJECTIVE", "ARMS")
     table = [
         (
             r["name"],
@@ -176,6 +199,7 @@ def list_(args: argparse.Namespace) -> int:
             percent(r["rollout_fraction"]),
             r["algorithm"],
             str(r["version"]),
+            r["objective"].replace("_", "-"),
             ",".join(r["arms"]),
         )
         for r in rows

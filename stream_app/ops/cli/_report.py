@@ -7,8 +7,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._common import redis_command, settings_from, store_from
+
+if TYPE_CHECKING:
+    from policy_store import PolicyConfig
 
 
 def add_kafka_options(p: argparse.ArgumentParser, timeout: float = 60.0) -> None:
@@ -69,7 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Compare the learned cohort (rl) with the baseline cohort from the rewards topic "
             "(or the Redis aggregates): means, differences with intervals, cost reduction in %, "
             "and a non-inferiority verdict for quality: PASS when the lower bound of "
-            "quality_rl - quality_baseline is above -MARGIN."
+            "quality_rl - quality_baseline is above -MARGIN. A policy with a quality floor or a "
+            "budget also gets its constraint checked on the learned cohort: held / violated / "
+            "not enough data."
         ),
     )
     p.add_argument("policy", metavar="POLICY", help="policy name")
@@ -78,8 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--margin",
         type=_margin,
-        default=0.01,
-        help="tolerated quality loss on the 0..1 scale (default 0.01 = 1 percentage point)",
+        default=None,
+        help="tolerated quality loss on the 0..1 scale (default: the policy's objective margin "
+        "for a quality floor relative to the baseline arm, else 0.01 = 1 percentage point)",
     )
     p.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
     p.add_argument(
@@ -141,16 +148,22 @@ def run_report(args: argparse.Namespace) -> int:
         build_report_from_aggregates,
         read_aggregates,
         read_rewards,
+        with_constraint,
     )
 
     settings = settings_from(args)
+    config = _read_config(args)
+    margin = args.margin
+    if margin is None:
+        own = config.objective.quality_margin if config is not None else None
+        margin = own if own is not None else 0.01
     if args.source == "kafka":
         rewards, stats = read_rewards(settings, args.policy, timeout=args.timeout)
         if not rewards:
             _check_policy_exists(args, stats.policies)
         report = build_report(
             rewards,
-            margin=args.margin,
+            margin=margin,
             level=args.level,
             policy=args.policy,
             source=f"topic {stats.topic}",
@@ -162,8 +175,10 @@ def run_report(args: argparse.Namespace) -> int:
         if not any(b.cells for b in buckets):
             _check_policy_exists(args, {})
         report = build_report_from_aggregates(
-            buckets, margin=args.margin, level=args.level, policy=args.policy
+            buckets, margin=margin, level=args.level, policy=args.policy
         )
+    if config is not None:
+        report = with_constraint(report, config)
     _print(report, args.json)
     if args.plot:
         try:
@@ -172,6 +187,17 @@ def run_report(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _read_config(args: argparse.Namespace) -> PolicyConfig | None:
+    """The policy's config for its objective; None when Redis is unreachable or the policy
+    is unknown there (the report is then made without the constraint section)."""
+    from policy_store import StoreUnavailableError, UnknownPolicyError
+
+    try:
+        return store_from(args).get_config(args.policy)
+    except (StoreUnavailableError, UnknownPolicyError):
+        return None
 
 
 def _check_policy_exists(args: argparse.Namespace, on_topic: dict[str, int]) -> None:

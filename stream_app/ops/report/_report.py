@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_store.evaluation import (
     Interval,
@@ -32,6 +32,9 @@ from policy_store.evaluation import (
     ratio_change,
     welch_interval,
 )
+
+if TYPE_CHECKING:
+    from ._constraint import ConstraintCheck
 
 METRICS = ("reward", "quality", "cost", "latency")
 LOWER_IS_BETTER = frozenset({"cost", "latency"})
@@ -74,6 +77,8 @@ class CohortReport:
     arm_share: Mapping[str, Mapping[str, float]]
     source: str = "events"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the policy's objective against the learned cohort (``with_constraint``); None: weighted
+    constraint: ConstraintCheck | None = None
 
     # -- headline numbers -------------------------------------------------------------------
     @property
@@ -106,6 +111,7 @@ class CohortReport:
             "quality_non_inferior": self.quality_non_inferior,
             "arm_share": {k: dict(v) for k, v in self.arm_share.items()},
             "notes": list(self.notes),
+            "constraint": self.constraint.to_dict() if self.constraint is not None else None,
         }
 
     def to_text(self) -> str:
@@ -148,6 +154,8 @@ class CohortReport:
                 f"{'PASS' if verdict else 'FAIL'} — lower bound of the difference "
                 f"{low:+.4f} {sign} -{self.margin:g}"
             )
+        if self.constraint is not None:
+            lines += ["", self.constraint.to_text()]
         lines.append("")
         lines.append("arm mix:")
         for cohort in (LEARNED, BASELINE):
