@@ -188,6 +188,14 @@ class Updater:
             self.metrics.batch_size.observe(len(rewards))
         return result
 
+    def _learned(self, rewards: Sequence[RewardEvent], obs: list[Observation]) -> list[Observation]:
+        """The observations of the ``rl`` cohort: only what the learned policy served moves
+        the multiplier (baseline and shadow traffic is served by the baseline; it still
+        updates the statistics). ``obs`` holds one observation per reward with a positive
+        cohort weight, in order."""
+        kept = [r for r in rewards if self.cohort_weights.get(r.cohort, 1.0) > 0]
+        return [o for o, r in zip(obs, kept, strict=True) if r.cohort == "rl"]
+
     def _apply_policy(
         self, policy: str, items: list[_Item], result: BatchResult, isolating: bool = False
     ) -> None:
@@ -201,7 +209,7 @@ class Updater:
                 policy,
                 obs,
                 dedupe_window=self.dedupe_window,
-                dual_delta=self.dual.delta(head, obs),
+                dual_delta=self.dual.delta(head, self._learned(rewards, obs)),
             )
         except UnknownPolicyError as exc:
             result.rejected += [(r, "unknown_policy", str(exc)) for r in rewards]

@@ -101,7 +101,8 @@ def test_a_batchs_step_is_the_rule_on_the_current_snapshot_weighted_like_the_sta
     batch = [reward("p", i, a, x, o, c) for i, a, x, o, c in data[200:]]
     reader = PolicyReader(store, "p", start=False, notify=False)
     reader.refresh()
-    obs = to_observations(batch, weights, SPEC)
+    # only the learned cohort's observations move λ (baseline traffic is the baseline's)
+    obs = to_observations([r for r in batch if r.cohort == "rl"], weights, SPEC)
     expected = policy_dual_delta(
         cfg, reader.view.snapshot, [o.components for o in obs], [o.weight for o in obs]
     )
@@ -174,3 +175,24 @@ def test_the_in_process_rule_is_the_shared_function():
     assert policy_dual_delta(cfg, reader.view.snapshot, [v]) == pytest.approx(step * 0.3)
     weighted = make_config(name="w", arms=ARMS, n_features=3)
     assert policy_dual_delta(weighted, reader.view.snapshot, [v]) == 0.0
+
+
+@pytest.mark.parametrize("kind", sorted(OBJECTIVES))
+def test_baseline_and_shadow_traffic_update_the_statistics_but_not_lambda(kind):
+    cfg = config(kind)
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    updater = Updater(store)
+    data = world(3, 300)
+    for k in range(0, 150, 10):  # batches: the constraint needs data before it has a target
+        updater.apply([reward("p", i, a, x, o, "rl") for i, a, x, o, _ in data[k : k + 10]])
+    moved = store.read_state("p")
+    assert moved.dual > 0.0  # the learned cohort moves it
+    n_before = sum(st.n for st in moved.arms.values())
+    for cohort in ("baseline", "shadow"):
+        updater.apply(
+            [reward("p", f"{cohort}{i}", a, x, o, cohort) for i, a, x, o, _ in data[150:]]
+        )
+    after = store.read_state("p")
+    assert after.dual == moved.dual
+    assert sum(st.n for st in after.arms.values()) == pytest.approx(n_before + 300)
