@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -133,10 +134,17 @@ def _mean_variance(s: float, s2: float, n: float) -> float:
     return max(s2 / n - mean * mean, 0.0) / (n - 1.0)
 
 
+@lru_cache(maxsize=32)
+def _normal_quantile(p: float) -> float:
+    """Φ⁻¹(p), cached: an objective's few levels are asked for at every step."""
+    return NormalDist().inv_cdf(p)
+
+
 def _t_quantile(p: float, df: float) -> float:
-    """Student-t quantile by the Cornish-Fisher expansion to 1/df² (within 0.2 % of the
-    exact value for df ≥ 5, the normal quantile as df → ∞): cheap enough for every step."""
-    z = NormalDist().inv_cdf(p)
+    """Student-t quantile by the Cornish-Fisher expansion to 1/df² (within 1 % of the
+    exact value for df ≥ 5, 0.1 % for df ≥ 10, the normal quantile as df → ∞): cheap
+    enough for every step, unlike the exact ``evaluation.t_ppf``."""
+    z = _normal_quantile(p)
     if not math.isfinite(df) or df <= 0.0:
         return z
     z2 = z * z
@@ -176,11 +184,11 @@ def welch_buffer(
     se2 = vs + vb
     tv = max(target_variance, 0.0)
     if se2 <= 0.0:
-        return objective.z_power * math.sqrt(tv)
+        return _normal_quantile(objective.power) * math.sqrt(tv)
     # Welch-Satterthwaite df; a sample below two observations adds nothing
     dof = se2 * se2 / sum(v * v / (m[2] - 1.0) for v, m in ((vs, served), (vb, baseline)) if v > 0)
     t = _t_quantile(0.5 + objective.confidence / 2.0, dof)
-    return t * math.sqrt(se2) + objective.z_power * math.sqrt(se2 + tv)
+    return t * math.sqrt(se2) + _normal_quantile(objective.power) * math.sqrt(se2 + tv)
 
 
 def constraint_bound(objective: Objective, target: float, buffer: float) -> float:
