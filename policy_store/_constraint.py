@@ -13,11 +13,13 @@ follows a projected subgradient step on the constraint (``dual_delta``), taken f
 every learnt outcome: it grows while quality is under the floor (cost over the
 budget) and shrinks towards 0 when the constraint is slack (Agrawal & Devanur 2016,
 linear contextual bandits with knapsacks; Pacchiano et al. 2021, bandits with linear
-constraints). The target is tightened by a confidence buffer z·sd/√n that shrinks
-with evidence, so the realised mean sits on the safe side of the floor or budget with
-the objective's ``confidence`` rather than on it (the conservative-bandit idea of
-Kazerouni et al. 2017 and Amani et al. 2019). docs/algorithms.md ("Objectives") has
-the formulas, the defaults and how they were chosen.
+constraints). The target is tightened by a confidence buffer that shrinks with
+evidence (the conservative-bandit idea of Kazerouni et al. 2017 and Amani et al.
+2019): a budget by the one-sided z·sd/√n (``confidence_buffer``), so mean cost stays
+under it with the objective's ``confidence``; a quality floor by what the operator's
+two-sample Welch non-inferiority test needs to pass with the objective's ``power``
+(``welch_buffer``). docs/algorithms.md ("Objectives") has the formulas, the defaults
+and how they were chosen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
@@ -104,15 +108,14 @@ def confidence_buffer(
     n: float,
     target_variance: float = 0.0,
 ) -> float:
-    """How much the target is tightened: z·sqrt(sd²/n + target_variance).
+    """A budget's tightening: z·sqrt(sd²/n + target_variance), one-sided.
 
     ``s``, ``s2``, ``n`` are the sums Σw·v, Σw·v² and Σw of the constrained component
     over every observation (all arms), so sd²/n is the variance of its realised mean;
-    ``target_variance`` the variance of an estimated target (a margin relative to the
-    baseline arm: sd²·x̄ᵀA⁻¹x̄ of its ridge estimate, see ``baseline_quality``). z is the
-    one-sided normal quantile of ``objective.confidence`` (1.645 at 0.95; 0 at 0.5).
-    The sample variance needs two observations: below that only the target's own
-    variance counts. The buffer shrinks like 1/√n.
+    ``target_variance`` the variance of an estimated target. z is the one-sided normal
+    quantile of ``objective.confidence`` (1.645 at 0.95; 0 at 0.5). The sample variance
+    needs two observations: below that only the target's own variance counts. The buffer
+    shrinks like 1/√n. (A quality floor is tightened by ``welch_buffer`` instead.)
 
     >>> round(confidence_buffer(Objective(kind="budget", max_cost=0.2), 40.0, 20.0, 100.0), 4)
     0.0331
@@ -120,11 +123,72 @@ def confidence_buffer(
     z = objective.z
     if z <= 0.0:
         return 0.0
+    return z * math.sqrt(_mean_variance(s, s2, n) + max(target_variance, 0.0))
+
+
+def _mean_variance(s: float, s2: float, n: float) -> float:
+    """The variance of a mean from its sums Σw·v, Σw·v², Σw (0 below two observations)."""
     if n < 2.0:
-        return z * math.sqrt(max(target_variance, 0.0))
+        return 0.0
     mean = s / n
-    var = max(s2 / n - mean * mean, 0.0) * n / (n - 1.0)
-    return z * math.sqrt(var / n + max(target_variance, 0.0))
+    return max(s2 / n - mean * mean, 0.0) / (n - 1.0)
+
+
+@lru_cache(maxsize=32)
+def _normal_quantile(p: float) -> float:
+    """Φ⁻¹(p), cached: an objective's few levels are asked for at every step."""
+    return NormalDist().inv_cdf(p)
+
+
+def _t_quantile(p: float, df: float) -> float:
+    """Student-t quantile by the Cornish-Fisher expansion to 1/df² (within 1 % of the
+    exact value for df ≥ 5, 0.1 % for df ≥ 10, the normal quantile as df → ∞): cheap
+    enough for every step, unlike the exact ``evaluation.t_ppf``."""
+    z = _normal_quantile(p)
+    if not math.isfinite(df) or df <= 0.0:
+        return z
+    z2 = z * z
+    return z + (z2 + 1.0) * z / (4.0 * df) + ((5.0 * z2 + 16.0) * z2 + 3.0) * z / (96.0 * df * df)
+
+
+def welch_buffer(
+    objective: Objective,
+    served: tuple[float, float, float],
+    baseline: tuple[float, float, float] | None = None,
+    target_variance: float = 0.0,
+) -> float:
+    """A quality floor's tightening, sized for the test the operator runs on it.
+
+    ``rl-commons report`` calls quality non-inferior when the lower end of the two-sided
+    Welch interval (level ``objective.confidence``) of served − baseline quality is above
+    −margin. Served quality whose mean sits b above the floor passes that test with
+    probability ``objective.power`` when
+
+        b = t·SE + z_power·sqrt(SE² + target_variance),   SE² = sd_s²/n_s + sd_b²/n_b
+
+    (the power formula of a one-sided test at the interval's lower end; t the Student
+    quantile at (1 + confidence)/2 with Welch-Satterthwaite degrees of freedom). ``served``
+    is the sums (Σw·q, Σw·q², Σw) of quality over every arm, ``baseline`` those of the
+    baseline arm alone: its variance, and its weight as the baseline sample's size;
+    ``target_variance`` the variance of the learner's estimate of the baseline's quality
+    (it moves the floor, so it enters the power term). Without ``baseline`` (an absolute
+    floor) it is the one-sample test of the mean against the floor. The buffer shrinks
+    like 1/√n as both samples grow; 0 with no variance anywhere.
+
+    >>> obj = Objective(kind="quality_floor", quality_margin=0.02)
+    >>> round(welch_buffer(obj, (800.0, 650.0, 1000.0), (90.0, 81.5, 100.0)), 4)
+    0.0282
+    """
+    vs = _mean_variance(*served)
+    vb = 0.0 if baseline is None else _mean_variance(*baseline)
+    se2 = vs + vb
+    tv = max(target_variance, 0.0)
+    if se2 <= 0.0:
+        return _normal_quantile(objective.power) * math.sqrt(tv)
+    # Welch-Satterthwaite df; a sample below two observations adds nothing
+    dof = se2 * se2 / sum(v * v / (m[2] - 1.0) for v, m in ((vs, served), (vb, baseline)) if v > 0)
+    t = _t_quantile(0.5 + objective.confidence / 2.0, dof)
+    return t * math.sqrt(se2) + _normal_quantile(objective.power) * math.sqrt(se2 + tv)
 
 
 def constraint_bound(objective: Objective, target: float, buffer: float) -> float:
@@ -212,7 +276,9 @@ def baseline_quality(snap: Snapshot, arm: str) -> tuple[float, float] | None:
 class ConstraintStatus:
     """Where a constrained policy stands, in normalised units (cost: ``max_cost``/``cost_cap``).
 
-    ``target``: the floor or budget; ``buffer``: its confidence tightening; ``bound``:
+    ``target``: the floor or budget; ``buffer``: its confidence tightening
+    (``welch_buffer`` for a floor, ``confidence_buffer`` for a budget; NaN with the
+    target); ``bound``:
     what the multiplier enforces (``constraint_bound``); ``measured``: the realised mean
     of the component over every observation with components (NaN without any) and
     ``n`` their weight; ``dual``: λ of the snapshot.
@@ -230,8 +296,12 @@ class ConstraintStatus:
 def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus | None:
     """The constraint of ``config``'s objective on ``snap`` (None for the weighted objective).
 
-    A margin has no target before any observation with components (target, bound NaN:
-    the multiplier does not move on it)."""
+    A floor relative to the baseline is tightened by ``welch_buffer`` of quality over
+    every arm against the baseline arm's own sums (the sample the report's baseline
+    cohort is), with the variance of the baseline's estimate (its quality's variance ×
+    x̄ᵀA⁻¹x̄) in the power term; an absolute floor by the one-sample form; a budget by
+    ``confidence_buffer``. A margin has no target before any observation with
+    components (target, bound NaN: the multiplier does not move on it)."""
     objective = config.objective
     if not objective.constrained or objective.component is None:
         return None
@@ -239,19 +309,23 @@ def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus 
     s = float(snap.comp_s[:, j].sum()) if snap.comp_s is not None else 0.0
     s2 = float(snap.comp_s2[:, j].sum()) if snap.comp_s2 is not None else 0.0
     n = float(snap.comp_s[:, ONE].sum()) if snap.comp_s is not None else 0.0
-    target_variance = 0.0
-    if objective.quality_margin is not None:
+    if objective.kind == "budget":
+        target = constraint_target(objective, config.reward)
+        buffer = confidence_buffer(objective, s, s2, n)
+    elif objective.quality_margin is None:
+        target = constraint_target(objective, config.reward)
+        buffer = welch_buffer(objective, (s, s2, n), None, 0.0)
+    else:
         base = baseline_quality(snap, config.fallback_arm)
-        if base is None:
-            target = math.nan
+        k = snap.index.get(config.fallback_arm)
+        if base is None or k is None or snap.comp_s is None or snap.comp_s2 is None:
+            target, buffer = math.nan, math.nan
         else:
             target = constraint_target(objective, config.reward, base[0])
-            if n >= 2.0:
-                mean = s / n
-                target_variance = max(s2 / n - mean * mean, 0.0) * base[1]
-    else:
-        target = constraint_target(objective, config.reward)
-    buffer = confidence_buffer(objective, s, s2, n, target_variance)
+            own = (float(snap.comp_s[k, j]), float(snap.comp_s2[k, j]), float(snap.comp_s[k, ONE]))
+            # the baseline estimate's variance: its quality's sample variance × x̄ᵀA⁻¹x̄
+            target_variance = _mean_variance(*own) * own[2] * base[1] if own[2] >= 2.0 else 0.0
+            buffer = welch_buffer(objective, (s, s2, n), own, target_variance)
     return ConstraintStatus(
         component=objective.component,
         target=target,

@@ -68,8 +68,16 @@ class Objective(BaseModel):
         0.95,
         ge=0.5,
         lt=1,
-        description="The constraint holds with this confidence: the target is tightened by "
-        "z·sd/√n (0.5: no buffer).",
+        description="quality_floor: the level of the two-sided Welch interval the operator "
+        "tests non-inferiority with (rl-commons report --level); budget: the one-sided "
+        "confidence that mean cost stays under max_cost (0.5: no buffer).",
+    )
+    power: float = Field(
+        0.95,
+        ge=0.5,
+        lt=1,
+        description="quality_floor: the probability that the non-inferiority test at that "
+        "level passes when quality sits on the buffered floor (0.5: a coin flip).",
     )
     dual_step: float | None = Field(
         None,
@@ -129,3 +137,8 @@ class Objective(BaseModel):
     def z(self) -> float:
         """The one-sided normal quantile of ``confidence`` (1.645 at 0.95)."""
         return NormalDist().inv_cdf(self.confidence)
+
+    @property
+    def z_power(self) -> float:
+        """The normal quantile of ``power`` (1.645 at 0.95; 0 at 0.5)."""
+        return NormalDist().inv_cdf(self.power)

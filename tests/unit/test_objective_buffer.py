@@ -1,0 +1,167 @@
+"""The quality floor's buffer: sized for the operator's two-sample Welch non-inferiority test
+(pure functions and a simulated sampler, several seeds, no timing)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from policy_store import (
+    InMemoryPolicyStore,
+    Objective,
+    Observation,
+    PolicyReader,
+    RewardSpec,
+    component_values,
+    confidence_buffer,
+    constraint_status,
+    make_config,
+)
+from policy_store._constraint import welch_buffer
+from policy_store.evaluation import Summary, non_inferior, welch_interval
+
+MARGIN = Objective(kind="quality_floor", quality_margin=0.02)
+ABSOLUTE = Objective(kind="quality_floor", quality_floor=0.8)
+Z95 = 1.6448536269514722
+
+
+def sums(x: np.ndarray) -> tuple[float, float, float]:
+    return float(x.sum()), float((x * x).sum()), float(len(x))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_buffer_is_the_welch_half_width_plus_the_power_term(seed):
+    rng = np.random.default_rng(seed)
+    served = rng.beta(8, 2, 3000)
+    base = rng.beta(12, 1, 400)
+    se = math.sqrt(served.var(ddof=1) / len(served) + base.var(ddof=1) / len(base))
+    half = welch_interval(Summary.of(served), Summary.of(base), 0.95).half_width
+    # power 0.5: exactly the half-width of the report's 95% Welch interval (t by a series)
+    coin = MARGIN.model_copy(update={"power": 0.5})
+    assert welch_buffer(coin, sums(served), sums(base)) == pytest.approx(half, rel=1e-4)
+    # power 0.95 adds z·SE, and the target's variance enters that term only
+    assert welch_buffer(MARGIN, sums(served), sums(base)) == pytest.approx(
+        half + Z95 * se, rel=1e-4
+    )
+    tv = 2e-5
+    assert welch_buffer(MARGIN, sums(served), sums(base), tv) == pytest.approx(
+        half + Z95 * math.sqrt(se * se + tv), rel=1e-4
+    )
+    # a lower level or power narrows it
+    assert welch_buffer(MARGIN.model_copy(update={"confidence": 0.9}), sums(served), sums(base)) < (
+        welch_buffer(MARGIN, sums(served), sums(base))
+    )
+    # an absolute floor: the one-sample t test of the mean against the floor
+    assert welch_buffer(ABSOLUTE, sums(served)) == pytest.approx(
+        (1.9603 + Z95) * served.std(ddof=1) / math.sqrt(len(served)), rel=1e-3
+    )
+
+
+def test_small_samples_use_the_t_quantile():
+    """With few observations the Welch degrees of freedom make the buffer wider than the
+    normal approximation, as the report's interval is."""
+    rng = np.random.default_rng(5)
+    served, base = rng.uniform(0.5, 1.0, 8), rng.uniform(0.7, 1.0, 6)
+    coin = MARGIN.model_copy(update={"power": 0.5})
+    half = welch_interval(Summary.of(served), Summary.of(base), 0.95).half_width
+    se = math.sqrt(served.var(ddof=1) / 8 + base.var(ddof=1) / 6)
+    assert welch_buffer(coin, sums(served), sums(base)) == pytest.approx(half, rel=0.01)
+    assert welch_buffer(coin, sums(served), sums(base)) > 1.96 * se * 1.05
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_buffer_shrinks_as_evidence_grows(seed):
+    rng = np.random.default_rng(10 + seed)
+    served = rng.beta(8, 2, 40_000)
+    base = rng.beta(12, 1, 8_000)
+    buffers = [
+        welch_buffer(MARGIN, sums(served[: 5 * n]), sums(base[:n]), 0.01 / n)
+        for n in (10, 40, 160, 640, 2560, 8000)
+    ]
+    assert buffers == sorted(buffers, reverse=True), buffers
+    assert buffers[-1] < 0.01 < buffers[0]
+
+
+def test_no_variance_no_buffer():
+    same = (80.0, 64.0, 100.0)  # 100 observations of 0.8
+    assert welch_buffer(MARGIN, same, same) == 0.0
+    assert welch_buffer(MARGIN, (0.0, 0.0, 0.0), None) == 0.0
+    assert welch_buffer(MARGIN, same, same, 1e-4) == pytest.approx(Z95 * 0.01)
+    # one observation per side: no sample variance yet, only the target's own
+    assert welch_buffer(MARGIN, (0.9, 0.81, 1.0), (0.7, 0.49, 1.0), 4e-4) == pytest.approx(
+        Z95 * 0.02
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_on_its_bound_the_learner_passes_the_report_95_percent_of_the_time(seed):
+    """The point of the buffer. A learner whose served quality has the mean floor + buffer
+    (the buffer from its own sums, the floor from a noisy estimate of the baseline's
+    quality) passes the report's test at the margin in ≈ 95 % of trials; with the
+    one-sample bound z·sd/√N it kept before, far less often."""
+    rng = np.random.default_rng(100 + seed)
+    trials, n, n_b, margin = 2000, 2000, 500, MARGIN.quality_margin
+    mu_b, sd_s, sd_b, sd_est = 0.9, 0.12, 0.06, 0.002
+    passed, passed_before = 0, 0
+    for _ in range(trials):
+        base = rng.normal(mu_b, sd_b, n_b)
+        noise = rng.normal(0.0, sd_s, n)
+        estimate = mu_b + rng.normal(0.0, sd_est)  # the learner's estimate of the baseline
+        for old in (False, True):
+            if old:
+                buffer = confidence_buffer(MARGIN, *sums(noise), sd_est**2)
+            else:
+                buffer = welch_buffer(MARGIN, sums(noise), sums(base), sd_est**2)
+            served = noise + estimate - margin + buffer
+            verdict = non_inferior(welch_interval(Summary.of(served), Summary.of(base)), margin)
+            if old:
+                passed_before += verdict
+            else:
+                passed += verdict
+    assert 0.93 <= passed / trials <= 0.97, passed / trials
+    assert passed_before / trials < 0.75, passed_before / trials
+
+
+def test_constraint_status_sizes_the_floor_from_the_baseline_arms_own_sums():
+    """A margin's buffer is ``welch_buffer`` of quality over every arm against the baseline
+    arm's own observations; the budget keeps the one-sided ``confidence_buffer``."""
+    rng = np.random.default_rng(7)
+    spec = RewardSpec()
+    arms = ("big", "small")
+    obs, q_all, q_big = [], [], []
+    for i in range(600):
+        arm = arms[int(rng.random() < 0.7)]
+        q = float(rng.beta(18, 2) if arm == "big" else rng.beta(6, 2))
+        x = (1.0, float(rng.normal()))
+        obs.append(
+            Observation(f"d{i}", arm, x, q, components=component_values(spec, q, 0.5, 0.1, False))
+        )
+        q_all.append(q)
+        if arm == "big":
+            q_big.append(q)
+    store = InMemoryPolicyStore()
+    store.create(
+        make_config(name="p", arms=arms, n_features=2, objective=MARGIN, baseline_arm="big")
+    )
+    store.apply("p", obs)
+    reader = PolicyReader(store, "p", start=False, notify=False)
+    reader.refresh()
+    status = constraint_status(reader.config, reader.view.snapshot)
+    plain = welch_buffer(MARGIN, sums(np.array(q_all)), sums(np.array(q_big)))
+    assert status.buffer > plain  # plus the variance of the baseline's estimate
+    assert status.buffer == pytest.approx(plain, rel=0.2)
+    assert status.bound == pytest.approx(status.target + status.buffer)
+    store.put_config(
+        make_config(
+            name="p",
+            arms=arms,
+            n_features=2,
+            objective=Objective(kind="budget", max_cost=0.9),
+            baseline_arm="big",
+        )
+    )
+    reader.refresh()
+    budget = constraint_status(reader.config, reader.view.snapshot)
+    assert budget.buffer == pytest.approx(0.0)  # every cost 0.5: no variance
