@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "hold the reward spec and hyperparameters while the command line names the arms."
         ),
         epilog="example: rl-commons policy create provider_selection "
-        "--arms gpt-4,claude-3,llama --features 8 --rollout 0.1 --baseline-arm gpt-4",
+        "--arms gpt-4,claude-3,llama --features 7 --rollout 0.1 --baseline-arm gpt-4 "
+        "--cost-cap 0.01 --latency-cap-ms 10000",
     )
     c.add_argument("name", help="policy name (letters, digits, '_', '.', '-')")
     c.add_argument("--arms", help="comma-separated arm (provider) names, e.g. gpt-4,claude-3")
@@ -47,6 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rollout", type=float, help="share of traffic served by the learned policy (0.1)"
     )
     c.add_argument("--baseline-arm", help="arm served outside the rollout and when disabled")
+    c.add_argument(
+        "--cost-cap",
+        type=float,
+        metavar="DOLLARS",
+        help="dollars per request that count as the worst cost (1.0); with it, proxies "
+        "report cost_usd= in dollars (without it, cost is a fraction in [0, 1])",
+    )
+    c.add_argument(
+        "--latency-cap-ms",
+        type=float,
+        metavar="MS",
+        help="milliseconds that count as the worst latency (1.0); with it, proxies report "
+        "latency_ms= in milliseconds (without it, latency is a fraction in [0, 1])",
+    )
     c.add_argument(
         "--config",
         type=Path,
@@ -122,6 +137,10 @@ def create(args: argparse.Namespace) -> int:
         data["baseline_arm"] = args.baseline_arm
     if args.disabled:
         data["enabled"] = False
+    caps = {"cost_cap": args.cost_cap, "latency_cap_ms": args.latency_cap_ms}
+    if any(v is not None for v in caps.values()):
+        given = {k: v for k, v in caps.items() if v is not None}
+        data["reward"] = {**data.get("reward", {}), **given}
     missing = [
         flag for flag, key in (("--arms", "arms"), ("--features", "n_features")) if key not in data
     ]
@@ -137,9 +156,19 @@ def create(args: argparse.Namespace) -> int:
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
         f"rollout {percent(config.rollout_fraction)}; "
-        f"{'enabled' if config.enabled else 'DISABLED'}"
+        f"{'enabled' if config.enabled else 'DISABLED'}{_caps(config.reward)}"
     )
     return 0
+
+
+def _caps(reward: Any) -> str:
+    """``; cost cap $0.01, latency cap 10000 ms`` for the caps a reward spec has."""
+    caps = []
+    if reward.cost_cap is not None:
+        caps.append(f"cost cap ${reward.cost_cap:g}")
+    if reward.latency_cap_ms is not None:
+        caps.append(f"latency cap {reward.latency_cap_ms:g} ms")
+    return "; " + ", ".join(caps) if caps else ""
 
 
 def list_(args: argparse.Namespace) -> int:
