@@ -137,10 +137,15 @@ def create(args: argparse.Namespace) -> int:
         data["baseline_arm"] = args.baseline_arm
     if args.disabled:
         data["enabled"] = False
-    caps = {"cost_cap": args.cost_cap, "latency_cap_ms": args.latency_cap_ms}
-    if any(v is not None for v in caps.values()):
-        given = {k: v for k, v in caps.items() if v is not None}
-        data["reward"] = {**data.get("reward", {}), **given}
+    caps = (
+        ("cost_cap", args.cost_cap, "--cost-cap", "0.01 (dollars)"),
+        ("latency_cap_ms", args.latency_cap_ms, "--latency-cap-ms", "10000 (ms)"),
+    )
+    for field, value, option, example in caps:
+        if value is not None and not value > 0:
+            raise ConfigError(f"bad {option} {value:g}: give a number > 0, e.g. {option} {example}")
+        if value is not None:
+            data["reward"] = {**data.get("reward", {}), field: value}
     missing = [
         flag for flag, key in (("--arms", "arms"), ("--features", "n_features")) if key not in data
     ]
