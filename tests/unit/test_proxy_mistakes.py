@@ -263,3 +263,22 @@ def test_nothing_to_serve_still_raises_the_setup_error():
     sel = SafeProviderSelector(reader=reader, policy="missing")
     with pytest.raises(LookupError, match="pass providers"):
         sel.select({"prompt": "x"})
+
+
+def test_llm_client_warns_once_about_outcomes_it_cannot_report(caplog):
+    import asyncio
+
+    from producers import LLMClient
+
+    sel = ProviderSelector(providers=ARMS, seed=0)  # no cost cap: cost is a fraction
+
+    async def call_fn(provider, prompt, **kw):
+        return "ok"
+
+    client = LLMClient(sel, call_fn, cost_fn=lambda p, q, r: 2.5)  # dollars, no cap
+    with caplog.at_level(logging.DEBUG, logger="producers"):
+        for _ in range(10):
+            assert asyncio.run(client.call("hi")) == "ok"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert client.report_errors == 10 and len(warnings) == 1
+    assert "cost_cap" in warnings[0]
