@@ -155,8 +155,8 @@ class LLMClient:
         try:
             value = fn(provider, prompt, response)
         except Exception as exc:  # a scoring bug must not fail the request
-            log.warning("%s failed: %s", getattr(fn, "__name__", "hook"), exc)
             self.report_errors += 1
+            log.log(self._level(), "%s failed: %s", getattr(fn, "__name__", "hook"), exc)
             return None
         return None if value is None else float(value)
 
@@ -167,4 +167,8 @@ class LLMClient:
             self.selector.report_outcome(decision.decision_id, provider=decision.provider, **parts)
         except Exception as exc:  # out-of-range score, … : count, never fail the request
             self.report_errors += 1
-            log.warning("outcome of %s not reported: %s", decision.decision_id, exc)
+            log.log(self._level(), "outcome of %s not reported: %s", decision.decision_id, exc)
+
+    def _level(self) -> int:
+        """WARNING for the first reporting error, DEBUG after it (all are in report_errors)."""
+        return logging.WARNING if self.report_errors == 1 else logging.DEBUG

@@ -20,7 +20,8 @@
   serve them when traffic stops (it then finds the GIL free).
 * ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
   nothing while the queue has room.
-* Counters: ``metrics()`` (a dict) and a prometheus collector (``register``).
+* Counters: ``metrics()`` (a dict) and a prometheus collector (``register``);
+  ``close()`` logs the events it had to give up (undelivered at shutdown) at WARNING.
   Secrets are never logged: ``describe()`` shows the config with them masked.
 """
 
@@ -175,7 +176,9 @@ class EventProducer:
             log.debug("poll failed: %s", exc)
 
     def close(self, timeout: float = 10.0) -> int:
-        """Flush for up to ``timeout`` seconds and stop; returns messages not delivered."""
+        """Flush for up to ``timeout`` seconds and stop; returns messages not delivered.
+
+        Events still undelivered are lost: their count is logged once, at WARNING."""
         self._closed = True
         producer = self._producer
         if producer is None:
@@ -184,7 +187,7 @@ class EventProducer:
         if self._thread is not None:
             self._thread.join(timeout=1.0)  # wakes at once: it waits on the stop event
             self._thread = None
-        failed_before = self.delivery_failed
+        failed_before, reason = self.delivery_failed, self._last_error  # before our own purge
         try:
             if producer.flush(timeout):
                 # what is still queued will never be sent: purge it so every such message
@@ -195,7 +198,18 @@ class EventProducer:
             log.warning("flush failed: %s", exc)
             self._left_at_close = self.queue_length()
         self._producer = None  # release the client so it stops reconnecting and logging
-        return self.delivery_failed - failed_before + self._left_at_close
+        lost = self.delivery_failed - failed_before + self._left_at_close
+        if lost:
+            log.warning(
+                "%d events not delivered to Kafka at %s before close() and lost (counted in "
+                "delivery_failed; last error: %s); check that Kafka is reachable, or give "
+                "close() a longer timeout than %s s",
+                lost,
+                self._config.get("bootstrap.servers"),
+                reason or self._last_error,
+                timeout,
+            )
+        return lost
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` seconds for queued events; returns how many are left."""

@@ -11,15 +11,18 @@ policy-not-loaded, kill-switch and staleness cases; then:
   policy serves, else the baseline. The same key always lands in the same cohort;
   without a key, u is drawn from the selector's generator (not sticky).
 
-The baseline is any object with ``select_provider(request) -> str``; without one,
-or when it raises (counted in ``errors``), the policy's ``fallback_arm`` serves.
+The baseline is any callable ``request -> provider`` (a function, a lambda, a bound
+method) or any object with ``select_provider(request) -> str``; anything else is refused
+with ``TypeError`` when the selector is built. Without one, or when it raises or returns
+something that is not a provider name (counted in ``errors``; the first failure is
+logged at WARNING, the rest at DEBUG), the policy's ``fallback_arm`` serves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,8 +34,41 @@ log = logging.getLogger(__name__)
 _SCALE = float(1 << 64)
 
 
-class Baseline(Protocol):
+class RouterObject(Protocol):
     def select_provider(self, request: Mapping[str, Any]) -> str: ...
+
+
+#: What ``SafeProviderSelector(baseline=...)`` takes: a callable or a router object.
+Baseline = Callable[[Mapping[str, Any]], str] | RouterObject
+
+
+def baseline_function(baseline: Baseline | None) -> Callable[[Mapping[str, Any]], Any] | None:
+    """The function ``request -> provider`` behind ``baseline`` (None stays None).
+
+    An object with ``select_provider`` is used through that method, else a callable is
+    called directly; anything else, or a class instead of an instance, is a ``TypeError``.
+
+    >>> baseline_function(lambda request: "gpt-4")({})
+    'gpt-4'
+    >>> baseline_function(FixedBaseline("llama"))({})
+    'llama'
+    """
+    if baseline is None:
+        return None
+    if isinstance(baseline, type):
+        raise TypeError(
+            f"baseline is the class {baseline.__name__}, not an instance: "
+            f"pass baseline={baseline.__name__}(...)"
+        )
+    method = getattr(baseline, "select_provider", None)
+    if callable(method):
+        return method
+    if callable(baseline):
+        return baseline
+    raise TypeError(
+        "baseline must be a callable request -> provider name, or an object with "
+        f"select_provider(request); got {type(baseline).__name__}"
+    )
 
 
 class FixedBaseline:
@@ -77,6 +113,7 @@ class Rollout:
 
     def __init__(self, baseline: Baseline | None = None) -> None:
         self.baseline = baseline
+        self._pick = baseline_function(baseline)
         self.errors = 0
 
     def learned_serves(
@@ -95,11 +132,22 @@ class Rollout:
 
     def baseline_arm(self, request: Mapping[str, Any], fallback: str | None) -> str | None:
         """The baseline's arm for ``request``; ``fallback`` without a baseline or if it fails."""
-        if self.baseline is None:
+        pick = self._pick
+        if pick is None:
             return fallback
         try:
-            return str(self.baseline.select_provider(request))
+            arm = pick(request)
+            if isinstance(arm, str) and arm:
+                return arm
+            problem = f"returned {arm!r}, not a provider name"
         except Exception as exc:  # fail open: the baseline must not fail the request
-            self.errors += 1
-            log.warning("baseline failed (%s); serving %s", exc, fallback)
-            return fallback
+            problem = f"raised {type(exc).__name__}: {exc}"
+        self.errors += 1
+        log.log(
+            logging.WARNING if self.errors == 1 else logging.DEBUG,
+            "baseline %s; serving %s instead (counted in baseline_errors; "
+            "further failures are logged at DEBUG)",
+            problem,
+            fallback,
+        )
+        return fallback

@@ -13,7 +13,8 @@ Two modes behind one API, each a small source object (``_sources``):
 One selection flow for both, and for ``SafeProviderSelector``:
 
 1. policy never loaded → the baseline (else the first of ``providers``) serves,
-   nothing is logged;
+   no event is logged; one WARNING says why (the name looked for, the policies that
+   exist, or the store's error: ``producers._missing``);
 2. kill switch (``enabled=False``) or parameters older than ``max_staleness_seconds``
    → the baseline (else the policy's ``fallback_arm``) serves, cohort ``baseline``;
 3. otherwise the learned policy chooses; the rollout step (``Rollout``, set by
@@ -36,7 +37,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from policy_store import (
     AlgorithmConfig,
@@ -49,20 +49,19 @@ from policy_store import (
     RewardSpec,
     Settings,
     Snapshot,
-    outcome_part,
 )
 
 from ._decision import Decision, _DecisionEncoder, new_decision_id
-from ._events import OutcomeEvent
 from ._features import N_DEFAULT_FEATURES, FeatureFn, check_vector, default_features
 from ._kafka import EventProducer
 from ._outcomes import OutcomeTracker
+from ._reporting import OutcomeReporting
 from ._rollout import Rollout
 from ._sources import DEFAULT_PROVIDERS, InProcessSource, StreamingSource, in_process_config
 from ._topics import Topics
 
 
-class ProviderSelector:
+class ProviderSelector(OutcomeReporting):
     """Pick a provider per request with a contextual bandit; log decisions and outcomes.
 
     With the policy disabled (kill switch) or parameters older than its
@@ -234,28 +233,38 @@ class ProviderSelector:
 
     # -- selection -----------------------------------------------------------------------------
     def select(self, request: Mapping[str, Any], request_key: str | None = None) -> Decision:
-        """Choose a provider for ``request`` and publish the decision (never blocks)."""
-        reader = self._reader
-        view = reader.view if reader is not None else self._view_for(request)
-        if view is None:
-            return self._unavailable(request)
-        snap = view.snapshot
-        x = check_vector(self._feature_fn(request), snap.d)
-        config = view.config
-        if not config.enabled or self._staleness() > config.max_staleness_seconds:
-            # kill switch, or parameters too old: the baseline, learned policy not consulted
-            self.fallbacks += 1
-            arm = self._baseline_arm(request, config.fallback_arm)
-            return self._serve_baseline(view, x, arm, "baseline", None, None)
-        arm, propensity, probs = self._learned(view, x)
-        rollout = self._rollout
-        if rollout is None or rollout.learned_serves(config, request, request_key, self._rng):
-            return self._decide(view, x, arm, propensity, "rl", None, None)
-        baseline = rollout.baseline_arm(request, config.fallback_arm)
-        i = snap.index.get(baseline)
-        learned_p = float(probs[i]) if i is not None else None
-        cohort = "shadow" if config.shadow else "baseline"
-        return self._serve_baseline(view, x, baseline, cohort, arm, learned_p)
+        """Choose a provider for ``request`` and publish the decision (never blocks).
+
+        A plain selector raises ``FeatureError`` for a bad feature vector;
+        ``SafeProviderSelector`` serves its baseline instead of raising."""
+        try:
+            reader = self._reader
+            view = reader.view if reader is not None else self._view_for(request)
+            if view is None:
+                return self._unavailable(request)
+            snap = view.snapshot
+            x = check_vector(self._feature_fn(request), snap.d)
+            config = view.config
+            if not config.enabled or self._staleness() > config.max_staleness_seconds:
+                # kill switch, or parameters too old: the baseline, learned policy not consulted
+                self.fallbacks += 1
+                arm = self._baseline_arm(request, config.fallback_arm)
+                return self._serve_baseline(view, x, arm, "baseline", None, None)
+            arm, propensity, probs = self._learned(view, x)
+            rollout = self._rollout
+            if rollout is None or rollout.learned_serves(config, request, request_key, self._rng):
+                return self._decide(view, x, arm, propensity, "rl", None, None)
+            baseline = rollout.baseline_arm(request, config.fallback_arm)
+            i = snap.index.get(baseline)
+            learned_p = float(probs[i]) if i is not None else None
+            cohort = "shadow" if config.shadow else "baseline"
+            return self._serve_baseline(view, x, baseline, cohort, arm, learned_p)
+        except Exception as exc:
+            return self._select_failed(request, exc)
+
+    def _select_failed(self, request: Mapping[str, Any], exc: Exception) -> Decision:
+        """A plain selector lets the error (``FeatureError``, …) reach the caller."""
+        raise exc
 
     def select_provider(self, request: Mapping[str, Any]) -> str:
         """Original API: the provider's name. Pair it with ``update_from_response``."""
@@ -341,6 +350,8 @@ class ProviderSelector:
         self.fallbacks += 1
         self.unlogged += 1
         arm = self._baseline_arm(request, self.providers[0] if self.providers else None)
+        if isinstance(self._source, StreamingSource):  # in-process policies always exist
+            self._source.unavailable(arm)
         if arm is None:
             raise NoSnapshotError(
                 f"policy {self.policy!r} is not loaded (Redis unreachable or policy missing) and "
@@ -348,91 +359,7 @@ class ProviderSelector:
             )
         return Decision(new_decision_id(), arm, 1.0, "baseline", 0, (), None, False)
 
-    # -- outcomes ------------------------------------------------------------------------------
-    def update_from_response(
-        self, request: Mapping[str, Any], provider: str, metrics: Mapping[str, Any]
-    ) -> bool:
-        """Original API: report ``metrics`` (quality, cost, latency, optional error) for the
-        oldest unreported ``select_provider`` decision that served ``provider`` for a request
-        with the same features; that outcome is final.
-
-        In-process, when no such decision is pending the observation is learnt directly.
-        In streaming mode it cannot be attributed: it is counted (``unmatched_updates``)
-        and False is returned.
-        """
-        x = self.features(request)
-        decision_id = self._outcomes.match((x, provider))
-        error = metrics.get("error")
-        if decision_id is not None:
-            return self.report_outcome(
-                decision_id,
-                quality=metrics.get("quality"),
-                cost=metrics.get("cost"),
-                latency=metrics.get("latency"),
-                error=str(error) if error else None,
-                provider=provider,
-                final=True,
-            )
-        outcome = {k: metrics.get(k) for k in ("quality", "cost", "latency")}
-        return self._outcomes.learn_unmatched(provider, x, {**outcome, "error": error})
-
-    def report_outcome(
-        self,
-        decision_id: str,
-        quality: float | None = None,
-        cost: float | None = None,
-        latency: float | None = None,
-        error: str | None = None,
-        fallback_provider: str | None = None,
-        final: bool = False,
-        *,
-        provider: str | None = None,
-    ) -> bool:
-        """Report (part of) what happened to a decision.
-
-        ``quality`` is in [0, 1]; ``cost`` and ``latency`` in [0, 1] unless the
-        reward spec has caps (then dollars and milliseconds). ``error`` names the
-        failure of the chosen provider; ``fallback_provider`` the one that served
-        instead — the reward then charges the error to the chosen provider and never
-        credits it with the fallback's result. Streaming: publishes an
-        ``OutcomeEvent``. In-process: parts merge by the stream join's rule and the
-        outcome is learnt once complete (all of the reward spec's required
-        components, ``final``, or an error). Returns whether the report was accepted:
-        False in-process for a decision that is not pending (unknown or already
-        learnt, counted as ``unmatched_updates``) and for a part that contradicts an
-        earlier one or names another provider than the one served (counted as
-        ``outcome_conflicts``; the earlier parts stay). Raises ``ValueError`` for
-        values out of range.
-        """
-        arm = provider or self._outcomes.arm_of(decision_id)
-        try:
-            event = OutcomeEvent(
-                decision_id=decision_id,
-                policy=self.policy,
-                timestamp=time.time(),
-                arm=arm,
-                quality=quality,
-                cost=cost,
-                latency=latency,
-                error=error,
-                fallback_arm=fallback_provider,
-                final=final,
-            )
-        except ValidationError as exc:
-            detail = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-            )
-            raise ValueError(f"invalid outcome for decision {decision_id}: {detail}") from None
-        if self.producer is not None:
-            self.producer.send(self._outcomes_topic, decision_id, event.to_bytes())
-        return self._outcomes.report(decision_id, outcome_part(event))
-
     # -- introspection -------------------------------------------------------------------------
-    @property
-    def unmatched_updates(self) -> int:
-        """Outcomes that could not be attributed to a pending decision."""
-        return self._outcomes.unmatched
-
     def metrics(self) -> dict[str, Any]:
         """Selector counters, plus the producer's when there is one."""
         out: dict[str, Any] = {

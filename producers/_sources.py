@@ -38,6 +38,7 @@ from policy_store import (
 )
 
 from ._features import FeatureFn, check_vector
+from ._missing import warn_not_loaded
 
 DEFAULT_PROVIDERS = ("gpt-4", "claude-3", "llama")
 
@@ -81,10 +82,20 @@ class StreamingSource:
         self.policy = reader.policy
         self._owns_reader = owns_reader
         self.staleness = reader.staleness
+        self.diagnosis: threading.Thread | None = None  # the one not-loaded warning
 
     def view_for(self, request: Mapping[str, Any] | None) -> ReaderView | None:
         """The current view (None until the policy was loaded once)."""
         return self.reader.view
+
+    def unavailable(self, served: str | None) -> None:
+        """Not loaded, ``served`` served instead: warn once, saying why (``warn_not_loaded``,
+        on a thread: it asks the store, which must not delay the request)."""
+        if self.diagnosis is None:
+            self.diagnosis = threading.Thread(
+                target=warn_not_loaded, args=(self.reader, served), daemon=True
+            )
+            self.diagnosis.start()
 
     def update_config(self, **changes: Any) -> PolicyConfig:
         raise TypeError(

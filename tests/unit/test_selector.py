@@ -156,11 +156,14 @@ def test_lazy_feature_size_from_update_before_select():
 def test_selector_docstring_examples_run():
     import doctest
 
+    import producers._missing
     import producers._outcomes
     import producers._rollout
     import producers._selector
+    import producers._units
 
-    for module in (producers._selector, producers._rollout, producers._outcomes):
+    modules = (producers._selector, producers._rollout, producers._outcomes, producers._units)
+    for module in (*modules, producers._missing):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
     assert doctest.testmod(producers._selector).attempted > 0

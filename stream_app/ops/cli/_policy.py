@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "hold the reward spec and hyperparameters while the command line names the arms."
         ),
         epilog="examples: rl-commons policy create provider_selection "
-        "--arms gpt-4,claude-3,llama --features 8 --rollout 0.1 --baseline-arm gpt-4 | ... "
-        "--objective quality-floor --quality-margin 0.01 | ... --cost-cap 0.05 --objective "
-        "budget --max-cost 0.004",
+        "--arms gpt-4,claude-3,llama --features 7 --rollout 0.1 --baseline-arm gpt-4 "
+        "--cost-cap 0.01 --latency-cap-ms 10000 | ... --objective quality-floor "
+        "--quality-margin 0.01 | ... --cost-cap 0.05 --objective budget --max-cost 0.004",
     )
     c.add_argument("name", help="policy name (letters, digits, '_', '.', '-')")
     c.add_argument("--arms", help="comma-separated arm (provider) names, e.g. gpt-4,claude-3")
@@ -52,19 +52,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--baseline-arm", help="arm served outside the rollout and when disabled")
     c.add_argument(
+        "--cost-cap",
+        type=float,
+        metavar="DOLLARS",
+        help="dollars per request that count as the worst cost (1.0); with it, proxies "
+        "report cost_usd= in dollars and --max-cost is in dollars (without it, cost is a "
+        "fraction in [0, 1])",
+    )
+    c.add_argument(
+        "--latency-cap-ms",
+        type=float,
+        metavar="MS",
+        help="milliseconds that count as the worst latency (1.0); with it, proxies report "
+        "latency_ms= in milliseconds (without it, latency is a fraction in [0, 1])",
+    )
+    c.add_argument(
         "--config",
         type=Path,
         metavar="FILE.json",
         help="JSON with any PolicyConfig fields (reward, algorithm, max_staleness_seconds, …)",
     )
     c.add_argument("--disabled", action="store_true", help="create with the kill switch on")
-    c.add_argument(
-        "--cost-cap",
-        type=float,
-        metavar="DOLLARS",
-        help="reward.cost_cap: the cost per call that counts as 1.0; outcome costs (and "
-        "--max-cost) are then in dollars",
-    )
     add_objective_options(c)
     redis_command(c, create)
 
@@ -134,8 +142,15 @@ def create(args: argparse.Namespace) -> int:
         data["baseline_arm"] = args.baseline_arm
     if args.disabled:
         data["enabled"] = False
-    if args.cost_cap is not None:
-        data["reward"] = {**data.get("reward", {}), "cost_cap": args.cost_cap}
+    caps = (
+        ("cost_cap", args.cost_cap, "--cost-cap", "0.01 (dollars)"),
+        ("latency_cap_ms", args.latency_cap_ms, "--latency-cap-ms", "10000 (ms)"),
+    )
+    for field, value, option, example in caps:
+        if value is not None and not value > 0:
+            raise ConfigError(f"bad {option} {value:g}: give a number > 0, e.g. {option} {example}")
+        if value is not None:
+            data["reward"] = {**data.get("reward", {}), field: value}
     objective = objective_fields(
         args.objective, args.quality_margin, args.quality_floor, args.max_cost, args.latency_weight
     )
@@ -159,9 +174,20 @@ def create(args: argparse.Namespace) -> int:
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
         f"rollout {percent(config.rollout_fraction)}; "
-        f"{'enabled' if config.enabled else 'DISABLED'}; {describe_objective(config)}"
+        f"{'enabled' if config.enabled else 'DISABLED'}{_caps(config.reward)}; "
+        f"{describe_objective(config)}"
     )
     return 0
+
+
+def _caps(reward: Any) -> str:
+    """``; cost cap $0.01, latency cap 10000 ms`` for the caps a reward spec has."""
+    caps = []
+    if reward.cost_cap is not None:
+        caps.append(f"cost cap ${reward.cost_cap:g}")
+    if reward.latency_cap_ms is not None:
+        caps.append(f"latency cap {reward.latency_cap_ms:g} ms")
+    return "; " + ", ".join(caps) if caps else ""
 
 
 def list_(args: argparse.Namespace) -> int:
