@@ -80,6 +80,38 @@ def test_short_demo_finishes_with_a_report_and_stops_everything(tmp_path):
     assert "[" in stderr and "rollout" in stderr  # the progress line
 
 
+def test_quality_floor_demo_creates_the_objective_moves_the_multiplier_and_reports_it(tmp_path):
+    """Short: no statistical claim, only that the objective is wired end to end."""
+    out = tmp_path / "demo"
+    proc = _demo(
+        out, "--objective", "quality-floor", "--quality-margin", "0.02",
+        "--requests", "300", "--duration", "6", "--seed", "3", "--no-plot", "--no-dashboard",
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    _assert_all_stopped(out)
+
+    summary = json.loads((out / "summary.json").read_text())
+    # the policy in Redis had the objective, measured against gpt-4
+    assert summary["objective"] == {
+        "kind": "quality_floor",
+        "quality_margin": 0.02,
+        "latency_weight": 0.0,
+        "confidence": 0.95,
+    }
+    # the worker moved λ from the rewards it applied, and the proxies' snapshots carried it
+    assert summary["dual_end"] > 0
+    assert summary["dual_history"] and max(lam for _, lam in summary["dual_history"]) > 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["margin"] == 0.02
+    assert report["arm_share"]["baseline"] == {"gpt-4": 1.0}
+    constraint = report["constraint"]
+    assert constraint["kind"] == "quality_floor" and constraint["target"] == -0.02
+    assert constraint["verdict"] in ("held", "violated", "not enough data")
+    assert "must stay ≥ -0.0200" in stdout and "multiplier λ" in stdout
+    assert "rollout steps (fraction@request): 90%@0" in stdout
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_demo_stops_everything_it_started(tmp_path, sig):
     out = tmp_path / "demo"

@@ -148,6 +148,11 @@ def test_baseline_rule_and_demo_policy():
         ({"duration": 0}, "--duration"),
         ({"baseline": "gpt-5"}, "--baseline"),
         ({"change": "meteor"}, "--change"),
+        ({"objective": "cheapest"}, "--objective"),
+        ({"objective": "budget"}, "--max-cost"),
+        ({"objective": "budget", "max_cost": 0.1}, "cost cap"),
+        ({"objective": "quality-floor", "max_cost": 0.01}, "--max-cost belongs"),
+        ({"objective": "quality-floor", "quality_margin": 1.0}, "--quality-margin"),
     ],
 )
 def test_demo_options_refuse_bad_values_with_the_option_to_fix(changes, message):
@@ -163,3 +168,77 @@ def test_cli_demo_refuses_bad_options_without_starting_anything(capsys):
 
     assert main(["demo", "--baseline", "gpt-5"]) == 2
     assert "--baseline must be" in capsys.readouterr().err
+
+
+def test_a_constrained_objective_runs_on_the_premium_world_against_always_gpt4():
+    from policy_store import Objective
+    from stream_app.dev.demo import CONSTRAINED_ROLLOUT, DemoOptions
+    from stream_app.dev.simulated import DEFAULT_PROFILES, PREMIUM_PROFILES
+
+    weighted = DemoOptions()
+    assert weighted.profiles() is DEFAULT_PROFILES and weighted.baseline_name == "priority"
+    assert weighted.world_change == "llama-worse" and len(weighted.ladder) > 1
+    assert weighted.policy_objective() == Objective() and weighted.report_margin == 0.01
+
+    floor = DemoOptions(objective="quality-floor", quality_margin=0.02)
+    floor.validate()
+    assert floor.profiles() is PREMIUM_PROFILES and floor.baseline_name == "gpt-4"
+    assert floor.world_change == "none" and floor.ladder == (CONSTRAINED_ROLLOUT,)
+    assert floor.report_margin == 0.02
+    assert floor.policy_objective() == Objective(kind="quality_floor", quality_margin=0.02)
+    # an explicit change or baseline provider is kept
+    chosen = DemoOptions(objective="budget", max_cost=0.01, change="llama-worse", baseline="llama")
+    chosen.validate()
+    assert chosen.world_change == "llama-worse" and chosen.baseline_name == "llama"
+    assert chosen.policy_objective() == Objective(kind="budget", max_cost=0.01)
+    assert chosen.report_margin == 0.01
+
+
+def test_demo_policy_with_an_objective_measures_against_the_baseline_arm():
+    from policy_store import Objective
+
+    arms = ["gpt-4", "claude-3", "llama"]
+    floor = Objective(kind="quality_floor", quality_margin=0.01)
+    cfg = demo_policy_config("p", arms, 0.9, floor)
+    assert cfg.objective == floor and cfg.baseline_arm == "gpt-4" and cfg.rollout_fraction == 0.9
+    budget = demo_policy_config("p", arms, 0.9, Objective(kind="budget", max_cost=0.01), "llama")
+    assert budget.objective.max_cost == 0.01 and budget.baseline_arm == "llama"
+
+
+def test_premium_world_gpt4_is_best_everywhere_and_dearest_but_cheap_models_match_it_somewhere():
+    from stream_app.dev.simulated import PREMIUM_PROFILES, TASK_TOKENS, TASK_TYPES, WORLDS
+
+    assert WORLDS["premium"] is PREMIUM_PROFILES
+    gpt4 = PREMIUM_PROFILES["gpt-4"]
+    for task in TASK_TYPES:
+        tin, tout = TASK_TOKENS[task]
+        others = [p for name, p in PREMIUM_PROFILES.items() if name != "gpt-4"]
+        assert all(gpt4.mean_quality(task) >= p.mean_quality(task) for p in others)
+        assert all(gpt4.cost(tin, tout) > 3 * p.cost(tin, tout) for p in others)
+    # what makes a quality floor worth having: a cheaper model is as good on some task types,
+    # clearly worse on others (code)
+    close = {
+        t
+        for t in TASK_TYPES
+        for name, p in PREMIUM_PROFILES.items()
+        if name != "gpt-4" and gpt4.mean_quality(t) - p.mean_quality(t) <= 0.01
+    }
+    assert {"chat", "classify"} <= close and "code" not in close
+
+
+def test_cli_demo_objective_options_reach_the_demo_options(monkeypatch):
+    from stream_app.dev import demo
+    from stream_app.ops.cli import main
+
+    seen = {}
+
+    def fake_run_demo(opts):
+        seen["opts"] = opts
+        return type("R", (), {"requests": 1})()
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert main(["demo", "--objective", "budget", "--max-cost", "0.02"]) == 0
+    opts = seen["opts"]
+    assert (opts.objective, opts.max_cost, opts.change) == ("budget", 0.02, None)
+    assert main(["demo", "--objective", "quality-floor", "--quality-margin", "0.02"]) == 0
+    assert (seen["opts"].objective, seen["opts"].quality_margin) == ("quality-floor", 0.02)

@@ -1,5 +1,6 @@
 """The demo's request loop: pacing, rollout steps, the world change and its detection,
-live figures. ``Demo`` builds it and runs it with ``asyncio.run(loop.run())``."""
+live figures and, under a constrained objective, the multiplier λ the proxies see.
+``Demo`` builds it and runs it with ``asyncio.run(loop.run())``."""
 
 from __future__ import annotations
 
@@ -62,10 +63,12 @@ class RequestLoop:
         self.probe = probe
         self.proxy = proxy  # SimulatedProxy: ``await handle(request) -> Served``
         self.collector = collector
-        self.controller = RolloutController(steps=self.opts.steps)
+        self.controller = RolloutController(steps=self.opts.ladder)
         self.rollout_steps: list[tuple[int, float]] = [(0, self.controller.fraction)]
         self.index_of: dict[str, int] = {}
         self.oracle: list[tuple[int, float]] = []
+        #: (request, λ of the snapshot the proxies select with), every ``check_every`` requests
+        self.duals: list[tuple[int, float]] = []
         self.served = 0
         self.errors = 0
         self.watch: ChangeWatch | None = None
@@ -89,7 +92,8 @@ class RequestLoop:
     async def run(self) -> None:
         opts = self.opts
         progress = Progress(opts.requests, self.demo.err)
-        change_at = int(opts.requests * opts.change_at) if opts.change != "none" else None
+        change = opts.world_change
+        change_at = int(opts.requests * opts.change_at) if change != "none" else None
         interval = opts.duration / opts.requests
         next_check = opts.check_every
         self.store.update_config(opts.policy, rollout_fraction=self.controller.fraction)
@@ -102,8 +106,9 @@ class RequestLoop:
                 if change_at is not None and i == change_at:
                     self._change(i, progress)
                 req = self.gen.next()
-                self.oracle.append((i, self.world.expected_reward(
-                    self.world.best(req, self.spec), req, self.spec)))  # fmt: skip
+                if not opts.constrained:  # the best provider by the weighted reward
+                    self.oracle.append((i, self.world.expected_reward(
+                        self.world.best(req, self.spec), req, self.spec)))  # fmt: skip
                 served = await self.proxy.handle(req)
                 self.served += 1
                 await self._keep_up()
@@ -117,6 +122,7 @@ class RequestLoop:
                     next_check += opts.check_every
                     self._check_children()
                     self._check_rollout(i + 1, progress)
+                    self._record_dual(i + 1)
                 if self.watch is not None and self.watch.detected is None and i % 10 == 0:
                     greedy = self.greedy_by_task()
                     if greedy is not None and self.watch.observe(
@@ -124,6 +130,7 @@ class RequestLoop:
                     ):
                         progress.message(f"  ↳ {self.watch.describe()}")
                 progress.update(i + 1, self._figures())
+            self._record_dual(self.served)
             progress.update(self.served, self._figures(), force=True)
         finally:
             progress.close()
@@ -152,7 +159,7 @@ class RequestLoop:
                 )
 
     def _change(self, i: int, progress: Progress) -> None:
-        provider, changes, text = CHANGES[self.opts.change]
+        provider, changes, text = CHANGES[self.opts.world_change]
         greedy = self.greedy_by_task() or {}
         self.world.change(provider, **changes)
         new_best = best_by_task(self.spec, self.world.profiles)
@@ -182,6 +189,16 @@ class RequestLoop:
                 f"n = {decision.n_rl}/{decision.n_baseline})"
             )
 
+    def dual(self) -> float | None:
+        """λ of the proxies' current snapshot (None before the first one)."""
+        view = self.probe.view
+        return None if view is None else float(view.snapshot.dual)
+
+    def _record_dual(self, done: int) -> None:
+        if self.opts.constrained and (lam := self.dual()) is not None:
+            if not self.duals or self.duals[-1][0] != done:
+                self.duals.append((done, lam))
+
     def _figures(self) -> dict[str, str]:
         rewards = self.collector.snapshot()[-600:]
         by = {"rl": [], "baseline": []}
@@ -192,7 +209,7 @@ class RequestLoop:
         share = Counter(self.arms_rl)
         total = sum(share.values()) or 1
         mix = "/".join(f"{share.get(a, 0) / total:.0%}" for a in self.world.names)
-        return {
+        figures = {
             "rollout": f"{self.controller.fraction:.0%}",
             "reward rl": fmt_number(mean["rl"]),
             "base": fmt_number(mean["baseline"]),
@@ -200,3 +217,6 @@ class RequestLoop:
             "v": str(self.probe.version if self.probe.version is not None else "-"),
             "rewarded": str(len(self.collector)),
         }
+        if self.opts.constrained:
+            figures["λ"] = fmt_number(self.dual(), ".2f")
+        return figures

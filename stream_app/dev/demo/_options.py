@@ -1,14 +1,20 @@
-"""What ``rl-commons demo`` can be told, the baselines it compares with, and its policy."""
+"""What ``rl-commons demo`` can be told, the baselines it compares with, and its policy.
+
+``--objective quality-floor`` (or ``budget``) runs the demo on the ``premium`` world, where
+the baseline (always gpt-4) buys the best quality at the highest price, with a policy that
+has that constrained objective (``policy_store.Objective``, ``baseline_arm`` gpt-4) and a
+fixed rollout (``CONSTRAINED_ROLLOUT``) instead of the ladder; see docs/demo.md."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy_store import AlgorithmConfig, PolicyConfig, make_config
+from policy_store import AlgorithmConfig, Objective, PolicyConfig, make_config
 
-from ..simulated import DEFAULT_PROFILES, FEATURE_NAMES, demo_reward_spec
+from ..simulated import DEFAULT_PROFILES, FEATURE_NAMES, WORLDS, ProviderProfile, demo_reward_spec
 from ._rollout import DEFAULT_STEPS
 
 CHANGES = {
@@ -16,6 +22,19 @@ CHANGES = {
     "claude-cheaper": ("claude-3", {"price_factor": 0.2}, "claude-3 becomes 5× cheaper"),
     "none": (None, {}, "no change"),
 }
+
+#: ``--objective`` values and the ``Objective.kind`` each one creates.
+OBJECTIVES = {"weighted": "weighted", "quality-floor": "quality_floor", "budget": "budget"}
+
+#: The learned cohort's share of traffic under a constrained objective, fixed for the run.
+#: The multiplier counts every outcome it learns from, the baseline cohort's too, so while
+#: the learned cohort is small the baseline's quality (or spend) props up the pooled mean
+#: and lets the learned cohort drift below the floor (or above the budget): a rollout
+#: ladder that starts at 10% would let the learned cohort start there.
+CONSTRAINED_ROLLOUT = 0.9
+
+#: The provider a constrained objective is measured against (the baseline rule's choice).
+PREMIUM_ARM = "gpt-4"
 
 
 @dataclass(frozen=True)
@@ -29,7 +48,7 @@ class DemoOptions:
     out: Path = Path("demo-output")
     policy: str = "provider_selection"
     baseline: str = "priority"  # "priority" rule, or the name of one provider to always call
-    change: str = "llama-worse"
+    change: str | None = None  # None: llama-worse, or none under a constrained objective
     change_at: float = 0.5  # fraction of the requests
     check_every: int = 250
     steps: tuple[float, ...] = DEFAULT_STEPS
@@ -38,6 +57,53 @@ class DemoOptions:
     start_worker: bool = True
     drain_timeout: float = 20.0
     max_lag: int = 150  # requests not yet rewarded by the stream before the proxy slows down
+    objective: str = "weighted"  # one of OBJECTIVES
+    quality_margin: float = 0.01  # quality-floor: allowed loss against the baseline (gpt-4)
+    max_cost: float | None = None  # budget: dollars per request (below the spec's cost_cap)
+
+    # -- what the options resolve to --------------------------------------------------------
+    @property
+    def constrained(self) -> bool:
+        """Whether the policy has a constrained objective (quality floor or budget)."""
+        return self.objective != "weighted"
+
+    @property
+    def world_change(self) -> str:
+        """The change halfway: ``change``, or by default llama-worse (none when constrained)."""
+        if self.change is not None:
+            return self.change
+        return "none" if self.constrained else "llama-worse"
+
+    @property
+    def baseline_name(self) -> str:
+        """The baseline cohort's routing: ``baseline``, except that a constrained objective
+        replaces the priority rule by always calling ``PREMIUM_ARM``."""
+        if self.constrained and self.baseline == "priority":
+            return PREMIUM_ARM
+        return self.baseline
+
+    @property
+    def ladder(self) -> tuple[float, ...]:
+        """The rollout steps: ``steps``, or the fixed ``CONSTRAINED_ROLLOUT`` when constrained."""
+        return (CONSTRAINED_ROLLOUT,) if self.constrained else tuple(self.steps)
+
+    @property
+    def report_margin(self) -> float:
+        """The margin of the report's quality non-inferiority test: the objective's, or 0.01."""
+        return self.quality_margin if self.objective == "quality-floor" else 0.01
+
+    def profiles(self) -> Mapping[str, ProviderProfile]:
+        """The simulated world: ``premium`` under a constrained objective, else ``default``."""
+        return WORLDS["premium" if self.constrained else "default"]
+
+    def policy_objective(self) -> Objective:
+        """The ``Objective`` the demo policy is created with."""
+        kind = OBJECTIVES[self.objective]
+        if kind == "quality_floor":
+            return Objective(kind=kind, quality_margin=self.quality_margin)
+        if kind == "budget":
+            return Objective(kind=kind, max_cost=self.max_cost)
+        return Objective()
 
     def validate(self) -> None:
         if self.requests < 1:
@@ -48,12 +114,33 @@ class DemoOptions:
             raise ValueError(
                 f"--baseline must be 'priority' or one of the providers {list(DEFAULT_PROFILES)}"
             )
-        if self.change not in CHANGES:
+        if self.world_change not in CHANGES:
             raise ValueError(f"--change must be one of {sorted(CHANGES)}")
+        self._validate_objective()
         if not 0.0 < self.change_at < 1.0:
             raise ValueError("change_at must be a fraction in (0, 1)")
         if self.check_every < 10:
             raise ValueError("check_every must be ≥ 10 requests")
+
+    def _validate_objective(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {list(OBJECTIVES)}")
+        if not 0.0 <= self.quality_margin < 1.0:
+            raise ValueError("--quality-margin must be in [0, 1), e.g. 0.01 (one point)")
+        cap = demo_reward_spec().cost_cap
+        if self.objective == "budget":
+            if self.max_cost is None or not 0.0 < self.max_cost < cap:
+                raise ValueError(
+                    f"--objective budget needs --max-cost in dollars per request, above 0 and "
+                    f"below the demo's cost cap ${cap:g}, e.g. --max-cost 0.01"
+                )
+        elif self.max_cost is not None:
+            raise ValueError("--max-cost belongs to --objective budget")
+        if self.constrained and self.baseline_name not in self.profiles():
+            raise ValueError(
+                "a constrained objective is measured against one provider: --baseline must "
+                f"name one of {list(self.profiles())}"
+            )
 
 
 class PriorityRule:
@@ -87,8 +174,18 @@ class AlwaysProvider:
         return f"always {self.provider}"
 
 
-def demo_policy_config(name: str, arms: list[str], rollout: float) -> PolicyConfig:
-    """The demo policy: LinUCB over the simulator's features, the demo reward spec."""
+def demo_policy_config(
+    name: str,
+    arms: list[str],
+    rollout: float,
+    objective: Objective | None = None,
+    baseline_arm: str | None = None,
+) -> PolicyConfig:
+    """The demo policy: LinUCB over the simulator's features, the demo reward spec, the
+    ``objective`` (default: the weighted reward) measured against ``baseline_arm``
+    (default: gpt-4 when it is an arm, else the first arm)."""
+    if baseline_arm is None:
+        baseline_arm = "gpt-4" if "gpt-4" in arms else arms[0]
     return make_config(
         name=name,
         arms=tuple(arms),
@@ -96,7 +193,8 @@ def demo_policy_config(name: str, arms: list[str], rollout: float) -> PolicyConf
         # rewards here vary by about ±0.05, so a narrower confidence bonus than the default
         algorithm=AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02),
         reward=demo_reward_spec().model_copy(update={"window_seconds": 60.0}),
+        objective=objective or Objective(),
         rollout_fraction=rollout,
-        baseline_arm="gpt-4" if "gpt-4" in arms else arms[0],
+        baseline_arm=baseline_arm,
         max_staleness_seconds=30.0,
     )

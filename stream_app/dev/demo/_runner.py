@@ -11,9 +11,13 @@ to the worker, which learns in Redis. Meanwhile it
   rewards are non-inferior to the baseline cohort's (``RolloutController``),
 * changes the world halfway (llama gets worse) and measures how long the learned
   policy took to route around it (``ChangeWatch``),
+* under a constrained objective (``--objective quality-floor`` / ``budget``: the
+  ``premium`` world, baseline always gpt-4, a fixed rollout) records the multiplier λ
+  the worker moves and the proxies select with,
 * prints a progress line with live figures,
 
-and ends with the cohort report (``stream_app.ops.report``), a learning-curve PNG
+and ends with the cohort report (``stream_app.ops.report``, with its constraint section
+for a constrained objective), a learning-curve PNG
 and a JSON summary in ``--out``. Everything it started is stopped on the way out,
 also on Ctrl-C or SIGTERM.
 """
@@ -79,6 +83,10 @@ class DemoResult:
     quality_non_inferior: bool | None
     learned_beats_baseline: bool | None
     dashboard_url: str | None
+    objective: dict[str, Any] | None  # the objective of the policy as stored in Redis
+    constraint: dict[str, Any] | None  # the report's constraint section (None: weighted)
+    dual_history: list[tuple[int, float]]  # (request, λ the proxies selected with)
+    dual_end: float | None  # λ in the policy's state at the end
     report_text: str
     files: dict[str, str] = field(default_factory=dict)
 
@@ -172,7 +180,14 @@ class Demo:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
         create_topics(settings)
         store = RedisPolicyStore.from_settings(settings)
-        cfg = demo_policy_config(self.opts.policy, arms, self.opts.steps[0])
+        opts = self.opts
+        cfg = demo_policy_config(
+            opts.policy,
+            arms,
+            opts.ladder[0],
+            opts.policy_objective(),
+            baseline_arm=opts.baseline_name if opts.constrained else None,
+        )
         store.create(cfg, exist_ok=True)
         return store
 
@@ -220,12 +235,13 @@ class Demo:
 
     def _run(self, out_dir: Path, log_dir: Path, t_start: float) -> DemoResult:
         opts = self.opts
-        world = SimulatedProviders(seed=np.random.default_rng([opts.seed, 1]))
+        world = SimulatedProviders(opts.profiles(), seed=np.random.default_rng([opts.seed, 1]))
         gen = RequestGenerator(seed=np.random.default_rng([opts.seed, 2]))
         spec = demo_reward_spec()
-        baseline = PriorityRule() if opts.baseline == "priority" else AlwaysProvider(opts.baseline)
-        if opts.baseline != "priority":
-            world.profile(opts.baseline)  # refuse an unknown provider early
+        name = opts.baseline_name
+        baseline = PriorityRule() if name == "priority" else AlwaysProvider(name)
+        if name != "priority":
+            world.profile(name)  # refuse an unknown provider early
 
         settings = self._settings()
         store = self.setup(settings, world.names)
@@ -253,14 +269,19 @@ class Demo:
 
         self.say(
             f"policy {opts.policy!r}: arms {world.names}, {len(FEATURE_NAMES)} features, "
-            f"baseline = {baseline!r}; rollout starts at {opts.steps[0]:.0%}"
+            f"baseline = {baseline!r}; rollout starts at {opts.ladder[0]:.0%}"
+            + (f"; objective {opts.objective}" if opts.constrained else "")
         )
         if self.dashboard_url:
             self.say(f"dashboard: {self.dashboard_url}")
         self.say(
             f"driving {opts.requests} requests over ~{opts.duration:.0f} s "
-            f"(seed {opts.seed}); world change: {CHANGES[opts.change][2]} "
-            f"at request {int(opts.requests * opts.change_at)}"
+            f"(seed {opts.seed}); world change: {CHANGES[opts.world_change][2]}"
+            + (
+                f" at request {int(opts.requests * opts.change_at)}"
+                if opts.world_change != "none"
+                else ""
+            )
         )
         loop = RequestLoop(self, world, gen, spec, store, probe, proxy, collector)
         asyncio.run(loop.run())
@@ -272,7 +293,7 @@ class Demo:
     def _finish(
         self, out_dir: Path, loop: RequestLoop, collector: RewardCollector, seconds: float
     ) -> DemoResult:
-        from stream_app.ops.report import build_report
+        from stream_app.ops.report import build_report, with_constraint
 
         rewards = collector.snapshot()
         if len(rewards) < loop.served:
@@ -285,7 +306,9 @@ class Demo:
                     else ""
                 )
             )
-        report = build_report(rewards, policy=self.opts.policy)
+        report = build_report(rewards, policy=self.opts.policy, margin=self.opts.report_margin)
+        config = loop.store.get_config(self.opts.policy)  # as the proxies and the worker saw it
+        report = with_constraint(report, config)
         text = report.to_text()
         files: dict[str, str] = {}
         (out_dir / "report.txt").write_text(text + "\n")
@@ -322,7 +345,7 @@ class Demo:
             rewards=len(rewards),
             final_rollout=loop.controller.fraction,
             rollout_steps=loop.rollout_steps,
-            change=CHANGES[self.opts.change][2],
+            change=CHANGES[self.opts.world_change][2],
             change_at_request=loop.watch.at_request if loop.watch else None,
             adapted_after_requests=detected[0] if detected else None,
             adapted_after_seconds=round(detected[1], 1) if detected else None,
@@ -334,6 +357,10 @@ class Demo:
             quality_non_inferior=report.quality_non_inferior,
             learned_beats_baseline=beats,
             dashboard_url=self.dashboard_url,
+            objective=config.objective.model_dump(exclude_none=True),
+            constraint=report.constraint.to_dict() if report.constraint is not None else None,
+            dual_history=loop.duals,
+            dual_end=self._dual_end(loop),
             report_text=text,
             files=files,
         )
@@ -341,6 +368,12 @@ class Demo:
         files["summary"] = str(out_dir / "summary.json")
         self._print_summary(result, loop)
         return result
+
+    def _dual_end(self, loop: RequestLoop) -> float | None:
+        """λ in the policy's state at the end (None for the weighted objective)."""
+        if not self.opts.constrained:
+            return None
+        return float(loop.store.read_state(self.opts.policy).dual)
 
     def _print_summary(self, r: DemoResult, loop: RequestLoop) -> None:
         p = lambda s="": print(s, file=self.out)  # noqa: E731
@@ -365,6 +398,17 @@ class Demo:
             f"(rl − baseline {fmt_number(d.get('estimate'), '+.4f')}, 95% interval "
             f"[{fmt_number(d.get('low'), '+.4f')}, {fmt_number(d.get('high'), '+.4f')}])"
         )
+        if r.dual_history:
+            every = max(1, len(r.dual_history) // 8)
+            path = " → ".join(f"{lam:.2f}@{i}" for i, lam in r.dual_history[::every])
+            p(f"multiplier λ (value@request): {path}; at the end {fmt_number(r.dual_end, '.2f')}")
+        if r.constraint is not None:
+            red = r.cost_reduction or {}
+            p(
+                f"{self.opts.objective}: cost reduction {fmt_number(red.get('estimate'), '.1%')} "
+                f"[{fmt_number(red.get('low'), '.1%')}, {fmt_number(red.get('high'), '.1%')}], "
+                f"constraint {str(r.constraint['verdict']).upper()}"
+            )
         for name, path in r.files.items():
             p(f"{name:<15}{path}")
         if r.dashboard_url:

@@ -12,6 +12,10 @@ A small, seeded world in which learning which provider to call is worth it:
 * Everything is noisy and drawn from one ``numpy.random.Generator``, so a seed
   reproduces a run exactly.
 
+``PREMIUM_PROFILES`` is a second world, where gpt-4 is the best provider at every task
+type and the most expensive (the world of ``rl-commons demo --objective …``);
+``WORLDS`` names both.
+
 ``SimulatedProviders.change`` alters a provider mid-run (it gets worse, cheaper or
 slower) to show adaptation. ``SimulatedProviders.call`` is an ``async`` function
 with the shape ``LLMClient`` expects of a provider call (``call_fn(provider,
@@ -32,6 +36,8 @@ True
 
 from ._providers import (
     DEFAULT_PROFILES,
+    PREMIUM_PROFILES,
+    WORLDS,
     ProviderError,
     ProviderProfile,
     SimResponse,
@@ -54,10 +60,12 @@ __all__ = [
     "DEFAULT_PROFILES",
     "FEATURE_NAMES",
     "PRIORITIES",
+    "PREMIUM_PROFILES",
     "PRIORITY_MIX",
     "TASK_MIX",
     "TASK_TOKENS",
     "TASK_TYPES",
+    "WORLDS",
     "ProviderError",
     "ProviderProfile",
     "RequestGenerator",

@@ -115,6 +115,32 @@ DEFAULT_PROFILES: Mapping[str, ProviderProfile] = {
 }
 
 
+#: A world where the static rule's choice, gpt-4, is the best provider at every task type and
+#: the most expensive: the cheaper models match it on chat and classification (claude-3 also
+#: nearly on summaries) and fall behind on code. Routing everything to gpt-4 keeps the best
+#: quality at the highest price; a quality floor can cut most of the cost at no visible loss.
+PREMIUM_PROFILES: Mapping[str, ProviderProfile] = {
+    "gpt-4": replace(
+        DEFAULT_PROFILES["gpt-4"],
+        quality={"code": 0.93, "chat": 0.90, "summarize": 0.92, "classify": 0.92},
+    ),
+    "claude-3": replace(
+        DEFAULT_PROFILES["claude-3"],
+        quality={"code": 0.78, "chat": 0.90, "summarize": 0.91, "classify": 0.91},
+    ),
+    "llama": replace(
+        DEFAULT_PROFILES["llama"],
+        quality={"code": 0.50, "chat": 0.82, "summarize": 0.68, "classify": 0.92},
+    ),
+}
+
+#: The simulated worlds by name (``rl-commons demo`` picks ``premium`` for a constrained objective).
+WORLDS: Mapping[str, Mapping[str, ProviderProfile]] = {
+    "default": DEFAULT_PROFILES,
+    "premium": PREMIUM_PROFILES,
+}
+
+
 @dataclass(frozen=True)
 class SimResponse:
     """What a simulated provider returned, with the measured quality, cost and latency."""

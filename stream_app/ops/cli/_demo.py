@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "llama with task-dependent quality, token-priced cost and length-driven latency. The "
             "rollout starts at 10% and steps up while the learned cohort is non-inferior to the "
             "baseline rule; halfway llama gets worse. At the end: the cohort report, a learning "
-            "curve PNG and summary.json in --out. Ctrl-C stops everything it started."
+            "curve PNG and summary.json in --out. Ctrl-C stops everything it started. With "
+            "--objective quality-floor or budget: a world where gpt-4 is the best and most "
+            "expensive provider, the baseline always calls it, the policy has that objective "
+            "(baseline arm gpt-4), the rollout stays at 90% and the report shows the constraint."
         ),
     )
     p.add_argument("--requests", type=int, default=3000, help="requests to send (3000)")
@@ -36,8 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--change",
         choices=["llama-worse", "claude-cheaper", "none"],
-        default="llama-worse",
-        help="what changes in the world halfway (llama-worse)",
+        default=None,
+        help="what changes in the world halfway (llama-worse; none with --objective "
+        "quality-floor or budget)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=["weighted", "quality-floor", "budget"],
+        default="weighted",
+        help="what the demo policy optimises: the weighted reward (default), the cheapest "
+        "routing with quality within --quality-margin of gpt-4's, or the best quality for "
+        "--max-cost dollars per request",
+    )
+    p.add_argument(
+        "--quality-margin",
+        type=float,
+        default=0.01,
+        metavar="M",
+        help="quality-floor: allowed quality loss against gpt-4 (0.01 = one point)",
+    )
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="X",
+        help="budget: mean dollars per request (below the demo's $0.10 cost cap, e.g. 0.01)",
     )
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     p.add_argument(
@@ -66,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         baseline=args.baseline,
         change=args.change,
+        objective=args.objective,
+        quality_margin=args.quality_margin,
+        max_cost=args.max_cost,
         dashboard=not args.no_dashboard and not args.external,
         external=args.external or args.setup_only,
         start_worker=not (args.external or args.setup_only),
