@@ -18,6 +18,7 @@ from ._constraint import (
     objective_weights,
     policy_dual_delta,
     snapshot_weights,
+    welch_buffer,
 )
 from ._errors import (
     ConfigError,
@@ -128,4 +129,5 @@ __all__ = [
     "outcome_reward",
     "reward_weights",
     "unknown_variables",
+    "welch_buffer",
 ]

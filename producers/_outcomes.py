@@ -42,7 +42,12 @@ class Learner(Protocol):
     def spec(self) -> RewardSpec: ...
 
     def learn(
-        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
+        self,
+        decision_id: str,
+        arm: str,
+        features: Sequence[float],
+        outcome: Mapping[str, Any],
+        learned: bool = True,
     ) -> int: ...
 
 
@@ -54,6 +59,7 @@ class _Pending:
     features: tuple[float, ...]
     index_key: Any = None
     outcome: dict[str, Any] = field(default_factory=dict)  # the parts merged so far
+    learned: bool = True  # served by the learned policy (cohort rl): its outcome moves λ
 
 
 class OutcomeTracker:
@@ -75,13 +81,19 @@ class OutcomeTracker:
         return len(self._pending)
 
     def remember(
-        self, decision_id: str, arm: str, features: tuple[float, ...], index_key: Any = None
+        self,
+        decision_id: str,
+        arm: str,
+        features: tuple[float, ...],
+        index_key: Any = None,
+        cohort: str = "rl",
     ) -> None:
-        """Keep a decision until its outcome; ``index_key`` makes ``match`` find it."""
+        """Keep a decision until its outcome; ``index_key`` makes ``match`` find it. Only an
+        ``rl``-cohort decision's outcome moves a constrained objective's multiplier."""
         with self._lock:
             pending = self._pending.get(decision_id)
             if pending is None:
-                pending = _Pending(arm, features)
+                pending = _Pending(arm, features, learned=cohort == "rl")
                 self._pending[decision_id] = pending
             if index_key is not None:
                 pending.index_key = index_key
@@ -155,7 +167,7 @@ class OutcomeTracker:
             if is_complete(spec, merged) is None:
                 return True
             self._forget(decision_id, pending)
-        learner.learn(decision_id, pending.arm, pending.features, merged)
+        learner.learn(decision_id, pending.arm, pending.features, merged, pending.learned)
         return True
 
     def learn_unmatched(

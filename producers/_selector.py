@@ -270,7 +270,8 @@ class ProviderSelector(OutcomeReporting):
         """Original API: the provider's name. Pair it with ``update_from_response``."""
         d = self.select(request)
         if d.logged:
-            self._outcomes.remember(d.decision_id, d.provider, d.features, (d.features, d.provider))
+            key = (d.features, d.provider)
+            self._outcomes.remember(d.decision_id, d.provider, d.features, key, d.cohort)
         return d.provider
 
     def _learned(self, view: ReaderView, x: tuple[float, ...]) -> tuple[str, float, Any]:
@@ -342,7 +343,7 @@ class ProviderSelector(OutcomeReporting):
             decision_id, arm, propensity, cohort, int(snap.version), x, learned_arm, True
         )
         if self._track_all:
-            self._outcomes.remember(decision_id, arm, x)
+            self._outcomes.remember(decision_id, arm, x, None, cohort)
         return decision
 
     def _unavailable(self, request: Mapping[str, Any]) -> Decision:

@@ -161,7 +161,12 @@ class InProcessSource:
         return self._ensure(None).view.config.reward
 
     def learn(
-        self, decision_id: str, arm: str, features: Sequence[float], outcome: Mapping[str, Any]
+        self,
+        decision_id: str,
+        arm: str,
+        features: Sequence[float],
+        outcome: Mapping[str, Any],
+        learned: bool = True,
     ) -> int:
         """Learn one merged outcome: its reward and ``policy_store.component_values`` go
         through the store's ``apply``, which under a constrained objective also moves λ;
@@ -185,7 +190,8 @@ class InProcessSource:
         obs = Observation(decision_id, arm, tuple(features), reward, components=components)
         with self._lock:  # apply and refresh together: a later version is never replaced
             view = reader.view
-            delta = policy_dual_delta(view.config, view.snapshot, [components])
+            # only what the learned policy served moves λ (baseline/shadow: statistics only)
+            delta = policy_dual_delta(view.config, view.snapshot, [components]) if learned else 0.0
             version = self.store.apply(view.config.name, [obs], dual_delta=delta).version
             reader.refresh_applied((arm,), version)
         return version

@@ -184,6 +184,33 @@ def test_every_learnt_outcome_moves_the_multiplier():
     assert snap.weights[0] == pytest.approx(snap.dual / (1 + snap.dual))
 
 
+def test_only_the_learned_cohorts_outcomes_move_the_multiplier():
+    """In-process rollout: what the baseline served (cohort baseline) updates the statistics
+    but not λ; what the learned policy served does (the worker's rule too)."""
+    objective = Objective(kind="quality_floor", quality_floor=0.95)  # unreachable: λ only grows
+
+    def play(rate: float) -> tuple[float, float]:
+        selector = SafeProviderSelector(
+            exploration_rate=rate,
+            providers=ARMS,
+            feature_fn=one_hot,
+            n_features=3,
+            seed=0,
+            objective=objective,
+            baseline_arm="gpt-4",
+        )
+        for i in range(30):
+            request = {"kind": i % 3, "user_id": f"u{i}"}
+            provider = selector.select_provider(request)
+            assert selector.update_from_response(request, provider, {"quality": 0.5, "cost": 0.1})
+        state = selector.reader.store.read_state(selector.policy)
+        return state.dual, sum(st.n for st in state.arms.values())
+
+    baseline_only, learned_only = play(0.0), play(1.0)
+    assert baseline_only == (0.0, 30.0)
+    assert learned_only[0] > 0.0 and learned_only[1] == 30.0
+
+
 def test_objective_change_in_process_and_errors():
     selector = SafeProviderSelector(exploration_rate=1.0, providers=ARMS, seed=0)
     cfg = selector.update_config(
