@@ -130,12 +130,28 @@ async def test_decision_in_metadata_and_outcome_in_dollars_and_ms(callbacks):
     assert len(rec.parts) == 1
     got_id, parts = rec.parts[0]
     assert got_id == decision_id and parts["provider"] == served and parts["final"] is True
-    assert parts["cost"] == pytest.approx(response._hidden_params["response_cost"])
-    assert parts["cost"] > 0
-    assert 0 < parts["latency"] < 60_000  # milliseconds, not seconds
+    assert parts["cost_usd"] == pytest.approx(response._hidden_params["response_cost"])
+    assert parts["cost_usd"] > 0  # dollars, normalised by the policy's cost_cap
+    assert 0 < parts["latency_ms"] < 60_000  # milliseconds, not seconds
     assert "error" not in parts
     selector = rec.selectors[policy_name("litellm.", "chat")]
     assert selector.metrics()["pending"] == 0  # learnt in-process
+
+
+async def test_without_a_cost_cap_dollars_are_left_out_and_a_warning_says_so(callbacks, caplog):
+    rec = Recording()
+    router = make_router([deployment("chat", "cheap", "a"), deployment("chat", "strong", "b")])
+    no_cap = RewardSpec(latency_cap_ms=2000.0, required=("latency",))
+    strategy = BanditRoutingStrategy(selector_factory=in_process(rec, spec=no_cap)).attach(router)
+    callbacks.append(OutcomeLogger(strategy))
+    for _ in range(2):
+        await router.acompletion(model="chat", messages=CHAT, metadata={})
+    await wait_for(lambda: len(rec.parts) == 2)
+    for _, parts in rec.parts:
+        assert "cost_usd" not in parts and "cost" not in parts  # never misread as a fraction
+        assert parts["latency_ms"] > 0
+    warned = [r for r in caplog.records if "no cost_cap" in r.getMessage()]
+    assert len(warned) == 1 and "--cost-cap" in warned[0].getMessage()
 
 
 async def test_retry_charges_the_chosen_deployment_with_the_failure(callbacks):

@@ -1,10 +1,11 @@
 """``OutcomeLogger``: the LiteLLM callback that reports what happened to each decision.
 
-* Success of the chosen deployment: ``cost`` from LiteLLM's ``response_cost`` (dollars)
-  and ``latency`` in milliseconds (end − start of the call), when the policy's reward spec
-  has ``cost_cap`` / ``latency_cap_ms``; without a cap that component is normalised the way
-  ``LLMClient`` does (latency seconds / 10, cost dollars as they are), both clipped to
-  [0, 1] by the reward. ``quality_fn(kwargs, response)`` may score the response at once.
+* Success of the chosen deployment: ``cost_usd`` from LiteLLM's ``response_cost``
+  (dollars) and ``latency_ms`` (end − start of the call), normalised by the policy's
+  ``cost_cap`` / ``latency_cap_ms``. Without ``latency_cap_ms`` latency is reported the way
+  ``LLMClient`` does (seconds / 10, at most 1); without ``cost_cap`` the cost is left out
+  (dollars are not a fraction of the worst cost) and a warning says to set the cap.
+  ``quality_fn(kwargs, response)`` may score the response at once.
   The part is ``final`` unless ``expect_feedback`` (then a quality is expected later,
   through ``report_feedback`` or ``POST /v1/feedback``, or the policy's window closes it).
 * Failure of the chosen deployment, or a success after LiteLLM retried or fell back:
@@ -75,6 +76,7 @@ class OutcomeLogger(CustomLogger):
         self.failures = 0
         self.skipped = 0
         self.report_errors = 0
+        self._warned_no_cost_cap = False
 
     # -- LiteLLM's hooks -----------------------------------------------------------------------
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # noqa: ANN001
@@ -137,21 +139,30 @@ class OutcomeLogger(CustomLogger):
             self.skipped += 1
             return
         spec = config.reward
+        units: dict[str, float] = {}
         seconds = _seconds(start, end)
-        latency = None
         if seconds is not None:
-            latency = (
-                seconds * 1000.0
-                if spec.latency_cap_ms is not None
-                else min(seconds / self.latency_norm_seconds, 1.0)
-            )
+            if spec.latency_cap_ms is not None:
+                units["latency_ms"] = seconds * 1000.0
+            else:
+                units["latency"] = min(seconds / self.latency_norm_seconds, 1.0)
         cost = kwargs.get("response_cost")
-        cost = float(cost) if isinstance(cost, int | float) and cost >= 0 else None
+        if isinstance(cost, int | float) and cost >= 0:
+            if spec.cost_cap is not None:
+                units["cost_usd"] = float(cost)
+            elif not self._warned_no_cost_cap:
+                # dollars are not a fraction: without a cap the cost is left out (the spec's
+                # default) rather than misread
+                self._warned_no_cost_cap = True
+                log.warning(
+                    "policy %r has no cost_cap: LiteLLM's response_cost (dollars) is not "
+                    "reported; set one (rl-commons policy create --cost-cap DOLLARS, or "
+                    "reward_spec=RewardSpec(cost_cap=...)) to learn from cost",
+                    config.name,
+                )
         quality = self._quality(kwargs, response)
         final = quality is not None or not self.expect_feedback
-        self._report(
-            selector, decision_id, arm, cost=cost, latency=latency, quality=quality, final=final
-        )
+        self._report(selector, decision_id, arm, quality=quality, final=final, **units)
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden.setdefault(DECISION_ID, decision_id)
