@@ -59,7 +59,7 @@ from typing import Any
 from policy_store import RewardSpec, merge_parts, outcome_part
 from producers import DecisionEvent, OutcomeEvent, RewardEvent
 
-from ._rewards import COMPONENTS, is_complete, make_reward
+from ._rewards import COMPONENTS, clipped_components, is_complete, make_reward
 
 OPEN, REWARDED, EXPIRED, ORPHANED = "open", "rewarded", "expired", "orphaned"
 DEFAULT_WINDOW = 600.0
@@ -136,6 +136,8 @@ def _close_with_reward(
     counters["rewards"] += 1
     for c in reward.components.defaulted:
         counters[f"missing:{c}"] += 1
+    for c in clipped_components(spec, state["o"]):
+        counters[f"clipped:{c}"] += 1
     d = state["d"]
     tomb = _tombstone(REWARDED, reason, d["policy"], now + retention, reward, d["arm"])
     return tomb, reward

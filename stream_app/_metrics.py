@@ -64,6 +64,12 @@ class WorkerMetrics:
         self.missing = PromCounter(
             "rlc_missing", "Components defaulted.", ["component"], registry=r
         )
+        self.clipped = PromCounter(
+            "rlc_clipped",
+            "Components outside [0, 1] after the policy's caps (wrong units?), clipped.",
+            ["component"],
+            registry=r,
+        )
         self.dlq = PromCounter("rlc_dlq", "Records sent to the DLQ.", ["reason"], registry=r)
         self.applied = PromCounter("rlc_applied", "Observations applied.", registry=r)
         self.apply_retries = PromCounter(
@@ -107,6 +113,8 @@ class WorkerMetrics:
                 self.duplicates.labels(topic).inc(n)
             elif name.startswith("missing:"):
                 self.missing.labels(name.split(":", 1)[1]).inc(n)
+            elif name.startswith("clipped:"):
+                self.clipped.labels(name.split(":", 1)[1]).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

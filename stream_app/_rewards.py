@@ -45,6 +45,31 @@ def components_of(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> Reward
     )
 
 
+def clipped_components(spec: RewardSpec, outcome: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The components of an outcome that had to be clipped to [0, 1] after the spec's caps:
+    a value in the wrong units (dollars or ms with no cap, a score above 1). The reward
+    still clips them; the stream app counts them as ``clipped:<name>`` so it is never silent.
+
+    >>> clipped_components(RewardSpec(), {"cost": 0.004, "latency": 850.0})
+    ('latency',)
+    >>> clipped_components(RewardSpec(latency_cap_ms=10_000), {"latency": 850.0})
+    ()
+    """
+    o = outcome or {}
+    if o.get("error"):
+        return ()
+    caps = {"quality": None, "cost": spec.cost_cap, "latency": spec.latency_cap_ms}
+    out = []
+    for name in COMPONENTS:
+        v = o.get(name)
+        if v is None:
+            continue
+        x = float(v) / caps[name] if caps[name] else float(v)
+        if x < 0.0 or x > 1.0:
+            out.append(name)
+    return tuple(out)
+
+
 def make_reward(
     spec: RewardSpec,
     decision: Mapping[str, Any],

@@ -95,6 +95,20 @@ def test_final_flag_closes_with_defaults():
     assert s.counters["missing:quality"] == 1 and s.counters["missing:latency"] == 1
 
 
+def test_values_in_the_wrong_units_are_counted_as_clipped_never_silently():
+    # dollars and milliseconds without caps: latency 850 is clipped to the worst (1.0)
+    s = on_decision(None, decision(), SPEC, now=0.0)
+    s = on_outcome(s.state, outcome(quality=0.9, cost=0.004, latency=850.0), SPEC, now=1.0)
+    (r,) = s.rewards
+    assert r.components.latency == 1.0
+    assert s.counters["clipped:latency"] == 1 and not s.counters["clipped:cost"]
+    # with the policy's caps the same outcome is in range: nothing counted
+    capped = RewardSpec(window_seconds=10.0, cost_cap=0.01, latency_cap_ms=10_000)
+    s = on_decision(None, decision("d2"), capped, now=0.0)
+    s = on_outcome(s.state, outcome("d2", quality=0.9, cost=0.004, latency=850.0), capped, now=1.0)
+    assert s.rewards and not any(k.startswith("clipped:") for k in s.counters)
+
+
 def test_conflicting_part_goes_to_dlq_and_changes_nothing():
     s = on_decision(None, decision(), SPEC, now=0.0)
     s = on_outcome(s.state, outcome(cost=0.1), SPEC, now=1.0)
