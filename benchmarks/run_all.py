@@ -85,6 +85,11 @@ KNOWN = (
         "Redis memory of a policy: state and exactly-once bookkeeping",
         ("--rewards", "10000,100000", "--legacy", "10000"),
     ),
+    Bench(
+        "litellm",
+        "LiteLLM: the routing plugin's overhead against LiteLLM's own strategies",
+        ("--iterations", "1000"),
+    ),
 )
 
 
