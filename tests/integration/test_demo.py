@@ -98,6 +98,7 @@ def test_quality_floor_demo_creates_the_objective_moves_the_multiplier_and_repor
         "quality_margin": 0.02,
         "latency_weight": 0.0,
         "confidence": 0.95,
+        "power": 0.95,
     }
     # the worker moved λ from the rewards it applied, and the proxies' snapshots carried it
     assert summary["dual_end"] > 0
