@@ -98,6 +98,7 @@ def test_quality_floor_demo_creates_the_objective_moves_the_multiplier_and_repor
         "quality_margin": 0.02,
         "latency_weight": 0.0,
         "confidence": 0.95,
+        "power": 0.95,
     }
     # the worker moved λ from the rewards it applied, and the proxies' snapshots carried it
     assert summary["dual_end"] > 0
@@ -109,7 +110,16 @@ def test_quality_floor_demo_creates_the_objective_moves_the_multiplier_and_repor
     assert constraint["kind"] == "quality_floor" and constraint["target"] == -0.02
     assert constraint["verdict"] in ("held", "violated", "not enough data")
     assert "must stay ≥ -0.0200" in stdout and "multiplier λ" in stdout
-    assert "rollout steps (fraction@request): 90%@0" in stdout
+    assert "rollout steps (fraction@request): 50%@0" in stdout
+    # the report leaves out the warm-up (a sixth of a short run); the summary keeps the whole run
+    assert summary["report_from"] == 50
+    assert counts_sum(report) < summary["rewards"]
+    assert set(summary["whole_run"]) == {"cost_reduction", "quality_difference", "verdict"}
+    assert "after the warm-up" in stdout
+
+
+def counts_sum(report: dict) -> int:
+    return sum(report["counts"].values())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

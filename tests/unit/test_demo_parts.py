@@ -183,7 +183,8 @@ def test_a_constrained_objective_runs_on_the_premium_world_against_always_gpt4()
     floor = DemoOptions(objective="quality-floor", quality_margin=0.02)
     floor.validate()
     assert floor.profiles() is PREMIUM_PROFILES and floor.baseline_name == "gpt-4"
-    assert floor.world_change == "none" and floor.ladder == (CONSTRAINED_ROLLOUT,)
+    assert floor.world_change == "none" and floor.ladder == (0.5,)
+    assert floor.ladder == (CONSTRAINED_ROLLOUT["quality-floor"],)
     assert floor.report_margin == 0.02
     assert floor.policy_objective() == Objective(kind="quality_floor", quality_margin=0.02)
     # an explicit change or baseline provider is kept
@@ -192,6 +193,21 @@ def test_a_constrained_objective_runs_on_the_premium_world_against_always_gpt4()
     assert chosen.world_change == "llama-worse" and chosen.baseline_name == "llama"
     assert chosen.policy_objective() == Objective(kind="budget", max_cost=0.01)
     assert chosen.report_margin == 0.01
+    assert chosen.ladder == (CONSTRAINED_ROLLOUT["budget"],) == (0.9,)
+
+
+def test_a_constrained_report_leaves_out_the_warmup_and_a_weighted_one_nothing():
+    from stream_app.dev.demo import CONSTRAINED_WARMUP, DemoOptions
+
+    assert DemoOptions().report_from == 0
+    assert DemoOptions(objective="quality-floor").report_from == CONSTRAINED_WARMUP == 500
+    # a short run leaves out a sixth of it; an explicit warm-up is kept
+    assert DemoOptions(objective="budget", max_cost=0.01, requests=300).report_from == 50
+    assert DemoOptions(objective="quality-floor", warmup=0).report_from == 0
+    assert DemoOptions(warmup=200).report_from == 200
+    for bad in (-1, 3000):
+        with pytest.raises(ValueError, match="--warmup"):
+            DemoOptions(warmup=bad).validate()
 
 
 def test_demo_policy_with_an_objective_measures_against_the_baseline_arm():
@@ -201,6 +217,9 @@ def test_demo_policy_with_an_objective_measures_against_the_baseline_arm():
     floor = Objective(kind="quality_floor", quality_margin=0.01)
     cfg = demo_policy_config("p", arms, 0.9, floor)
     assert cfg.objective == floor and cfg.baseline_arm == "gpt-4" and cfg.rollout_fraction == 0.9
+    # no uniform exploration under a constraint; the weighted demo keeps its ε
+    assert cfg.algorithm.epsilon == 0.0
+    assert demo_policy_config("p", arms, 0.1).algorithm.epsilon == 0.02
     budget = demo_policy_config("p", arms, 0.9, Objective(kind="budget", max_cost=0.01), "llama")
     assert budget.objective.max_cost == 0.01 and budget.baseline_arm == "llama"
 
@@ -242,3 +261,6 @@ def test_cli_demo_objective_options_reach_the_demo_options(monkeypatch):
     assert (opts.objective, opts.max_cost, opts.change) == ("budget", 0.02, None)
     assert main(["demo", "--objective", "quality-floor", "--quality-margin", "0.02"]) == 0
     assert (seen["opts"].objective, seen["opts"].quality_margin) == ("quality-floor", 0.02)
+    assert seen["opts"].warmup is None
+    assert main(["demo", "--objective", "quality-floor", "--warmup", "0"]) == 0
+    assert seen["opts"].warmup == 0 and seen["opts"].report_from == 0

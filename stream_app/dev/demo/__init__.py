@@ -4,6 +4,7 @@ from ._curve import CurvePoint, plot_learning_curve, rolling_by_cohort, rolling_
 from ._options import (
     CHANGES,
     CONSTRAINED_ROLLOUT,
+    CONSTRAINED_WARMUP,
     OBJECTIVES,
     AlwaysProvider,
     DemoOptions,
@@ -17,6 +18,7 @@ from ._watch import ChangeWatch
 __all__ = [
     "CHANGES",
     "CONSTRAINED_ROLLOUT",
+    "CONSTRAINED_WARMUP",
     "DEFAULT_STEPS",
     "OBJECTIVES",
     "AlwaysProvider",

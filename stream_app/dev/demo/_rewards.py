@@ -3,16 +3,20 @@
 A confluent-kafka consumer in a background thread reads the ``rewards`` topic from
 the beginning (its own consumer group) and keeps the ``RewardEvent``s of one policy
 whose decisions were made after ``since`` (Unix seconds), each decision once.
+``collector_wait`` waits for the stream to catch up; ``headline`` picks a cohort
+report's headline figures for ``summary.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from policy_store.evaluation import json_safe
 from producers import EventError, RewardEvent, parse_event
 
 log = logging.getLogger(__name__)
@@ -106,3 +110,19 @@ class RewardCollector:
                 self._consumer.close()
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
+
+
+def headline(report: Any) -> dict[str, Any]:
+    """Cost reduction, quality difference and constraint verdict of a cohort report."""
+    return {
+        "cost_reduction": json_safe(report.cost_reduction.to_dict()),
+        "quality_difference": json_safe(report.quality_difference.to_dict()),
+        "verdict": report.constraint.verdict if report.constraint is not None else None,
+    }
+
+
+def collector_wait(collector: RewardCollector, expected: int, timeout: float) -> None:
+    """Wait until the stream has rewarded (almost) every request, or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(collector) < expected:
+        time.sleep(0.2)

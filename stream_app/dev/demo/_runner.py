@@ -59,7 +59,7 @@ from ._curve import CurvePoint, plot_learning_curve
 from ._loop import RequestLoop, fmt_number
 from ._options import CHANGES, AlwaysProvider, DemoOptions, PriorityRule, demo_policy_config
 from ._procs import Child, wait_http
-from ._rewards import RewardCollector
+from ._rewards import RewardCollector, collector_wait, headline
 
 
 @dataclass
@@ -87,6 +87,8 @@ class DemoResult:
     constraint: dict[str, Any] | None  # the report's constraint section (None: weighted)
     dual_history: list[tuple[int, float]]  # (request, λ the proxies selected with)
     dual_end: float | None  # λ in the policy's state at the end
+    report_from: int  # the first request the report covers (after the warm-up)
+    whole_run: dict[str, Any] | None  # the headline figures over every request (warm-up kept)
     report_text: str
     files: dict[str, str] = field(default_factory=dict)
 
@@ -306,9 +308,17 @@ class Demo:
                     else ""
                 )
             )
-        report = build_report(rewards, policy=self.opts.policy, margin=self.opts.report_margin)
         config = loop.store.get_config(self.opts.policy)  # as the proxies and the worker saw it
-        report = with_constraint(report, config)
+        start = self.opts.report_from
+
+        def cohorts(since: int) -> Any:
+            measured = [r for r in rewards if loop.index_of.get(r.decision_id, -1) >= since]
+            kept = measured if since else rewards
+            built = build_report(kept, policy=self.opts.policy, margin=self.opts.report_margin)
+            return with_constraint(built, config)
+
+        report = cohorts(start)
+        whole = headline(cohorts(0)) if start else None
         text = report.to_text()
         files: dict[str, str] = {}
         (out_dir / "report.txt").write_text(text + "\n")
@@ -361,6 +371,8 @@ class Demo:
             constraint=report.constraint.to_dict() if report.constraint is not None else None,
             dual_history=loop.duals,
             dual_end=self._dual_end(loop),
+            report_from=start,
+            whole_run=whole,
             report_text=text,
             files=files,
         )
@@ -386,6 +398,12 @@ class Demo:
                 f"the proxy waited {loop.waited:.0f} s in all for the stream to catch up "
                 f"(more than {self.opts.max_lag} requests behind: a busy machine)"
             )
+        if r.whole_run is not None:
+            w, q = r.whole_run, r.whole_run["quality_difference"]
+            p(f"the report covers requests {r.report_from}–{r.requests} (after the warm-up); "
+              f"over every request: quality difference {fmt_number(q.get('estimate'), '+.4f')} "
+              f"[{fmt_number(q.get('low'), '+.4f')}, {fmt_number(q.get('high'), '+.4f')}], "
+              f"constraint {str(w['verdict']).upper()}")  # fmt: skip
         steps = " → ".join(f"{f:.0%}@{i}" for i, f in r.rollout_steps)
         p(f"rollout steps (fraction@request): {steps}")
         if loop.watch is not None:
@@ -414,13 +432,6 @@ class Demo:
         if r.dashboard_url:
             p(f"dashboard      {r.dashboard_url} (stopped with the demo; "
               "`rl-commons dev` + `rl-commons dashboard` keep one running)")  # fmt: skip
-
-
-def collector_wait(collector: RewardCollector, expected: int, timeout: float) -> None:
-    """Wait until the stream has rewarded (almost) every request, or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(collector) < expected:
-        time.sleep(0.2)
 
 
 def run_demo(

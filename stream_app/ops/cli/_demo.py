@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "curve PNG and summary.json in --out. Ctrl-C stops everything it started. With "
             "--objective quality-floor or budget: a world where gpt-4 is the best and most "
             "expensive provider, the baseline always calls it, the policy has that objective "
-            "(baseline arm gpt-4), the rollout stays at 90% and the report shows the constraint."
+            "(baseline arm gpt-4), the rollout stays at 50% (quality-floor) or 90% (budget) "
+            "and the report, over the requests after a warm-up, shows the constraint."
         ),
     )
     p.add_argument("--requests", type=int, default=3000, help="requests to send (3000)")
@@ -65,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         help="budget: mean dollars per request (below the demo's $0.10 cost cap, e.g. 0.01)",
     )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests at the start that the report leaves out (default: 500 with --objective "
+        "quality-floor or budget, the learner's warm-up; 0 otherwise)",
+    )
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     p.add_argument(
         "--external",
@@ -95,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         objective=args.objective,
         quality_margin=args.quality_margin,
         max_cost=args.max_cost,
+        warmup=args.warmup,
         dashboard=not args.no_dashboard and not args.external,
         external=args.external or args.setup_only,
         start_worker=not (args.external or args.setup_only),
