@@ -290,6 +290,10 @@ def matched_table(tasks: list[Task]) -> str:
     return "\n".join(lines)
 
 
+def _span(values: list[float]) -> str:
+    return f"{min(values):.3f}–{max(values):.3f}"
+
+
 def matched_verdicts(tasks: list[Task]) -> str:
     """Ours ahead of ParetoBandit on quality at equal or lower cost, three ways."""
     done = [t for t in tasks if t.matched is not None]
@@ -312,9 +316,9 @@ def matched_verdicts(tasks: list[Task]) -> str:
     return (
         f"- Budget, both at B: ours higher quality than ParetoBandit in "
         f"{sum(o.quality > p.quality for o, p in zip(ours, pb, strict=True))}/{n} runs, at no "
-        f"more than its cost (+2 %) in {ahead(ours, pb, 1.02)}/{n} (it underspends: "
-        f"{min(p.cost / t.budget for p, t in zip(pb, done, strict=True)):.2f}–"
-        f"{max(p.cost / t.budget for p, t in zip(pb, done, strict=True)):.2f} × B).\n"
+        f"more than its cost (+2 %) in {ahead(ours, pb, 1.02)}/{n} (its spend "
+        f"{_span([p.cost / t.budget for p, t in zip(pb, done, strict=True)])} × B, ours "
+        f"{_span([o.cost / t.budget for o, t in zip(ours, done, strict=True)])} × B).\n"
         f"- Budget at matched spend, ParetoBandit's budget raised until it spends what ours "
         f"spends (its spend {min(spend):.3f}–{max(spend):.3f} × ours): ours higher quality in "
         f"{sum(d > 0 for d in d_matched)}/{n} runs, at no more than its cost (+2 %) in "
