@@ -23,6 +23,12 @@ baseline_arm=...)``; "not available" in a build without it), the weighted defaul
 (``paretobandit``, ``pip install .[bench]``: its budget pacer for the budget, its
 default cost penalty for the floor) and the oracle (``_worlds``: the per-request
 Lagrangian argmax with the multiplier found by bisection).
+
+ParetoBandit's pacer underspends B, so the budget is also compared at matched spend
+(``_pareto_runs.match_spend``): ParetoBandit with its budget raised until it spends
+what ours spends at B (the run closest in spend, and its best quality among the runs
+spending no more than ours + 2 %), and ours with ``max_cost`` = what ParetoBandit
+spends at B.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _output import command_line, emit  # noqa: E402
+from _pareto_runs import closest, match_spend, play_pareto  # noqa: E402
 from _worlds import WORLDS, Draw, World, budget_oracle, features, quality_floor_oracle  # noqa: E402
 
 from policy_store.evaluation import Summary, non_inferior, welch_interval  # noqa: E402
@@ -95,26 +102,6 @@ def objective_selector(world: World, seed: int, **objective) -> Selector | None:
     return Selector(world, seed, objective=Objective(**objective), baseline_arm=world.baseline)
 
 
-def play_pareto(draw: Draw, world: World, rounds: int, seed: int, budget: float | None):
-    """ParetoBandit on the stream (None when ``paretobandit`` is not installed)."""
-    try:
-        from _peers import ParetoBandit
-    except ImportError:
-        return None
-    try:
-        learner = ParetoBandit(world.prices_at(0, rounds), world.n_features, seed, budget)
-    except ImportError:
-        return None
-    served = np.empty(rounds, dtype=int)
-    change_at = sorted({int(c.at * rounds) for c in world.changes})
-    for t in range(rounds):
-        if t in change_at:
-            learner.set_prices(world.prices_at(t, rounds))
-        a = served[t] = learner.select(draw.contexts[t])
-        learner.learn(draw.quality[t, a], draw.cost[t, a])
-    return served
-
-
 # -- one world × seed ----------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -123,6 +110,18 @@ class Run:
     quality: float
     cost: float
     non_inferior: bool | None = None
+
+
+@dataclass
+class Matched:
+    """The budget at matched spend: ParetoBandit with its budget raised until it spends
+    what ours spends at B, and ours with its budget set to what ParetoBandit spends at B."""
+
+    pb_budget: float  # the budget ParetoBandit was given to spend what ours spends
+    pb: Run  # ParetoBandit at that budget (of the budgets tried, its spend closest to ours)
+    pb_best: Run | None  # its best quality among the runs spending ≤ ours + 2 %
+    tried: int  # ParetoBandit runs in the search, the one at B included
+    ours_at_pb: Run  # ours with max_cost = ParetoBandit's spend at B
 
 
 @dataclass
@@ -136,6 +135,7 @@ class Task:
     floor: float = 0.0
     base_cost: float = 0.0
     runs: dict[str, dict[str, Run]] = field(default_factory=dict)  # objective -> learner -> run
+    matched: Matched | None = None  # budget: ours and ParetoBandit at matched spend
 
 
 def _run(draw: Draw, served: np.ndarray | None, baseline: int, margin: float) -> Run | None:
@@ -181,12 +181,26 @@ def run_task(task: Task) -> Task:
         PB_DEFAULT: run(play_pareto(draw, world, task.rounds, seed, None)),
         ORACLE: Run(o_floor.quality, o_floor.cost),
     }
+    ours = run(budget_sel and budget_sel.play(draw, world, task.rounds))
+    pb = run(play_pareto(draw, world, task.rounds, seed, task.budget))
     task.runs["budget"] = {
-        OURS_BUDGET: run(budget_sel and budget_sel.play(draw, world, task.rounds)),
+        OURS_BUDGET: ours,
         WEIGHTED: weighted,
-        PB_BUDGET: run(play_pareto(draw, world, task.rounds, seed, task.budget)),
+        PB_BUDGET: pb,
         ORACLE: Run(o_budget.quality, o_budget.cost),
     }
+    if ours is not None and pb is not None:
+        tried = match_spend(
+            lambda b: run(play_pareto(draw, world, task.rounds, seed, b)),
+            task.budget,
+            pb,
+            ours.cost,
+        )
+        within = [r for _, r in tried if r.cost <= 1.02 * ours.cost]
+        best = max(within, key=lambda r: r.quality) if within else None
+        at_pb = objective_selector(world, seed, kind="budget", max_cost=pb.cost, **extra)
+        at_pb_run = run(at_pb.play(draw, world, task.rounds))
+        task.matched = Matched(*closest(tried, ours.cost), best, len(tried), at_pb_run)
     return task
 
 
@@ -249,6 +263,76 @@ def budget_table(tasks: list[Task]) -> str:
     return "\n".join(lines)
 
 
+def matched_table(tasks: list[Task]) -> str:
+    """Ours against ParetoBandit at B and at matched spend, per world × seed."""
+    lines = [
+        "| world | seed | ours at B: cost / B, quality | ParetoBandit at B: cost / B, quality "
+        "| ParetoBandit at our spend: its budget / B (runs tried), cost / B, quality | ours − it "
+        "| its best quality at ≤ our spend | ours at ParetoBandit's spend: cost / B, quality "
+        "| ours − ParetoBandit at B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tasks:
+        m, ours, pb = t.matched, t.runs["budget"][OURS_BUDGET], t.runs["budget"][PB_BUDGET]
+        if m is None:
+            lines.append(f"| {t.world} | {t.seed} | not available | | | | | | |")
+            continue
+        B = t.budget
+        lines.append(
+            f"| {t.world} | {t.seed} | {ours.cost / B:.3f}, {ours.quality:.4f} "
+            f"| {pb.cost / B:.3f}, {pb.quality:.4f} "
+            f"| {m.pb_budget / B:.2f} ({m.tried}), {m.pb.cost / B:.3f}, {m.pb.quality:.4f} "
+            f"| {ours.quality - m.pb.quality:+.4f} "
+            f"| {'none' if m.pb_best is None else f'{m.pb_best.quality:.4f}'} "
+            f"| {m.ours_at_pb.cost / B:.3f}, {m.ours_at_pb.quality:.4f} "
+            f"| {m.ours_at_pb.quality - pb.quality:+.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.3f}–{max(values):.3f}"
+
+
+def matched_verdicts(tasks: list[Task]) -> str:
+    """Ours ahead of ParetoBandit on quality at equal or lower cost, three ways."""
+    done = [t for t in tasks if t.matched is not None]
+    if not done:
+        return "- Budget against ParetoBandit: not available in this build."
+    n = len(done)
+    ours = [t.runs["budget"][OURS_BUDGET] for t in done]
+    pb = [t.runs["budget"][PB_BUDGET] for t in done]
+    mpb = [t.matched.pb for t in done]
+    at_pb = [t.matched.ours_at_pb for t in done]
+    spend = [p.cost / o.cost for o, p in zip(ours, mpb, strict=True)]
+    d_matched = [o.quality - p.quality for o, p in zip(ours, mpb, strict=True)]
+    d_at_pb = [o.quality - p.quality for o, p in zip(at_pb, pb, strict=True)]
+    best = [(o, t.matched.pb_best) for o, t in zip(ours, done, strict=True) if t.matched.pb_best]
+
+    def ahead(a: list[Run], b: list[Run], slack: float) -> int:
+        pairs = zip(a, b, strict=True)
+        return sum(x.quality > y.quality and x.cost <= y.cost * slack for x, y in pairs)
+
+    return (
+        f"- Budget, both at B: ours higher quality than ParetoBandit in "
+        f"{sum(o.quality > p.quality for o, p in zip(ours, pb, strict=True))}/{n} runs, at no "
+        f"more than its cost (+2 %) in {ahead(ours, pb, 1.02)}/{n} (its spend "
+        f"{_span([p.cost / t.budget for p, t in zip(pb, done, strict=True)])} × B, ours "
+        f"{_span([o.cost / t.budget for o, t in zip(ours, done, strict=True)])} × B).\n"
+        f"- Budget at matched spend, ParetoBandit's budget raised until it spends what ours "
+        f"spends (its spend {min(spend):.3f}–{max(spend):.3f} × ours): ours higher quality in "
+        f"{sum(d > 0 for d in d_matched)}/{n} runs, at no more than its cost (+2 %) in "
+        f"{ahead(ours, mpb, 1.02)}/{n}; ours − ParetoBandit {np.mean(d_matched):+.4f} on "
+        f"average ({min(d_matched):+.4f} to {max(d_matched):+.4f}); above the best of its "
+        f"runs spending no more than ours (+2 %) in {sum(b.quality < o.quality for o, b in best)}"
+        f"/{len(best)} runs where it had one.\n"
+        f"- Budget at ParetoBandit's spend, ours with max_cost = what ParetoBandit spends at B: "
+        f"ours higher quality in {sum(d > 0 for d in d_at_pb)}/{n} runs, at no more than its "
+        f"cost in {ahead(at_pb, pb, 1.0)}/{n}; ours − ParetoBandit {np.mean(d_at_pb):+.4f} on "
+        f"average ({min(d_at_pb):+.4f} to {max(d_at_pb):+.4f})."
+    )
+
+
 def verdicts(tasks: list[Task], margin: float) -> str:
     """The issue's acceptance figures for our constrained objectives (and the weighted
     default, for comparison)."""
@@ -283,16 +367,8 @@ def verdicts(tasks: list[Task], margin: float) -> str:
             f"- Budget, {learner}: cost ≤ budget × 1.02 in {under}/{n} runs; quality ≥ the "
             f"oracle's − 0.02 in {close}/{n} runs"
         )
-        pb = [t.runs["budget"][PB_BUDGET] for t in tasks]
-        if all(p is not None for p in pb):
-            pairs = list(zip((r for _, r in runs), pb, strict=True))
-            better = sum(r.quality > p.quality for r, p in pairs)
-            ahead = sum(r.quality > p.quality and r.cost <= p.cost * 1.02 for r, p in pairs)
-            line += (
-                f"; higher quality than ParetoBandit in {better}/{n} runs, and at no more than "
-                f"its cost (+2 %) in {ahead}/{n}"
-            )
         out.append(line + ".")
+    out.append(matched_verdicts(tasks))
     return "\n".join(out)
 
 
@@ -347,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Quality floor: baseline's quality − {args.margin:g}\n\n"
         f"{floor_table(tasks, args.margin)}\n\n"
         f"# Budget: {args.budget_share:g} of the way from the cheapest to the best routing\n\n"
-        f"{budget_table(tasks)}\n\n# Acceptance figures\n\n{verdicts(tasks, args.margin)}\n"
+        f"{budget_table(tasks)}\n\n# Budget against ParetoBandit at matched spend\n\n"
+        f"{matched_table(tasks)}\n\n# Acceptance figures\n\n{verdicts(tasks, args.margin)}\n"
     )
     return emit(text, args.out)
 

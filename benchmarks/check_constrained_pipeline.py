@@ -1,15 +1,27 @@
-"""A quality floor learnt through the pipeline, beside the same objective in-process.
+"""Constrained objectives learnt through the pipeline, beside the same objectives in-process.
 
 Kafka → one ``rl-commons worker`` subprocess → Redis → 3 streaming proxies
 (``ProviderSelector.connect``), on the small routing world of
 ``tests/unit/test_objective_in_process.py`` (three providers, three request kinds; the cheap
-providers are as good as gpt-4 on easy requests only). Requests go round-robin to the
-proxies at a fixed rate; each outcome is reported at once, so what a proxy learns comes back
-with the pipeline's real delay and batching, and the multiplier λ is the worker's (one value
-in Redis, read by every proxy with its snapshot). The same seeds run in-process for
-comparison. Reported per seed: mean expected quality and cost of the served providers over
-the second half, against the floor (gpt-4's mean quality − 0.01 = 0.892) and gpt-4's cost
-(0.6; the oracle's is 0.335).
+providers are as good as gpt-4 on easy requests only), for both constrained objectives:
+
+* quality floor: gpt-4's mean quality − 0.01 = 0.892; measured by the cost cut against
+  gpt-4's cost 0.6 (the oracle's cost is 0.335, a cut of 44 %);
+* budget 0.25 per request: measured by the quality bought, the gain over routing everything
+  to the cheapest provider (llama, quality 0.739; the oracle gains 0.130).
+
+Requests go round-robin to the proxies at a fixed rate; each outcome is reported at once, so
+what a proxy learns comes back with the pipeline's real delay and batching, and the
+multiplier λ is the worker's (one value in Redis, read by every proxy with its snapshot).
+The same seeds (same requests, same noise) run in-process. Reported per seed, over the
+second half: mean expected quality and cost of the served providers, the measure above and
+pipeline / in-process. Two diagnostics say whether a gap is noise or lag:
+
+* noise: the in-process measure with four other selector seeds on the same requests (its
+  spread is what exploration alone moves);
+* lag: at every selection, the outcomes already reported that the proxy's snapshot did not
+  hold yet (mean), and the in-process run again with every outcome learnt that many requests
+  late (what the delay alone costs).
 
     .venv/bin/python benchmarks/check_constrained_pipeline.py [--seeds 0,1,2] [--requests 2000]
 """
@@ -17,13 +29,21 @@ the second half, against the floor (gpt-4's mean quality − 0.01 = 0.892) and g
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from policy_store import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _worlds import budget_oracle, quality_floor_oracle  # noqa: E402
+
+from policy_store import (  # noqa: E402
     AlgorithmConfig,
     Objective,
     PolicyKeys,
@@ -31,30 +51,58 @@ from policy_store import (
     Settings,
     make_config,
 )
-from producers import ProviderSelector, Topics, create_topics
-from stream_app.aggregates import read_health
-from stream_app.dev import WorkerProcess
-from stream_app.dev.embedded import EmbeddedServices
+from producers import ProviderSelector, Topics, create_topics  # noqa: E402
+from stream_app.aggregates import read_health  # noqa: E402
+from stream_app.dev import WorkerProcess  # noqa: E402
+from stream_app.dev.embedded import EmbeddedServices  # noqa: E402
 
 ARMS = ("gpt-4", "claude-3", "llama")
 KIND_P = np.array([0.4, 0.3, 0.3])
-QUALITY = np.array([[0.92, 0.90, 0.88], [0.92, 0.86, 0.75], [0.91, 0.70, 0.55]])
+QUALITY = np.array([[0.92, 0.90, 0.88], [0.92, 0.86, 0.75], [0.91, 0.70, 0.55]])  # arm × kind
 COST = np.array([0.6, 0.3, 0.05])
 LATENCY = np.array([0.5, 0.3, 0.1])
 FLOOR = float(KIND_P @ QUALITY[0]) - 0.01
-OBJECTIVE = Objective(kind="quality_floor", quality_margin=0.01)
+BUDGET = 0.25
+CHEAPEST_QUALITY = float(KIND_P @ QUALITY[2])
+OBJECTIVES = {
+    "quality floor": Objective(kind="quality_floor", quality_margin=0.01),
+    "budget": Objective(kind="budget", max_cost=BUDGET),
+}
 #: the in-process selector's default algorithm, so both runs learn with the same settings
 ALGORITHM = AlgorithmConfig(name="linucb", alpha=0.2, epsilon=0.02)
+NOISE_SEEDS = (1, 2, 3, 4)  # other selector seeds (× 1000 + seed) for the noise diagnostic
 
 
-def one_hot(request):
-    return [1.0 if request["kind"] == k else 0.0 for k in range(3)]
+def measure(objective: str, quality: float, cost: float) -> float:
+    """The objective's gain: cost cut against gpt-4, or quality above the cheapest."""
+    return 1.0 - cost / COST[0] if objective == "quality floor" else quality - CHEAPEST_QUALITY
 
 
-def play(seed: int, requests: int, selectors, rate: float | None) -> tuple[float, float]:
-    """Serve ``requests`` round-robin over ``selectors``; second-half (quality, cost)."""
+def oracle(objective: str) -> tuple[float, float]:
+    """The exact constrained optimum (quality, cost) on the request-kind mix."""
+    rows = np.repeat(np.arange(3), (KIND_P * 10).astype(int))
+    eq, ec = QUALITY.T[rows], np.tile(COST, (len(rows), 1))
+    if objective == "quality floor":
+        best = quality_floor_oracle(eq, ec, FLOOR)
+    else:
+        best = budget_oracle(eq, ec, BUDGET)
+    return best.quality, best.cost
+
+
+@dataclass
+class Played:
+    quality: float  # second half, expected
+    cost: float
+    lag: float = 0.0  # mean outcomes reported but not yet in the selecting snapshot
+    dual: float = 0.0  # λ of the last selector's snapshot at the end
+
+
+def play(seed: int, requests: int, selectors, rate: float | None, delay: int = 0) -> Played:
+    """Serve ``requests`` round-robin over ``selectors``; each outcome is reported at once
+    (in-process: ``delay`` requests later)."""
     rng = np.random.default_rng(1000 + seed)
-    q_served, c_served = [], []
+    q_served, c_served, lags = [], [], []
+    late: deque = deque()
     t0 = time.monotonic()
     for i in range(requests):
         if rate:
@@ -63,38 +111,51 @@ def play(seed: int, requests: int, selectors, rate: float | None) -> tuple[float
                 time.sleep(wait)
         selector = selectors[i % len(selectors)]
         request = {"kind": int(rng.choice(3, p=KIND_P))}
+        view = selector.reader.view if selector.reader is not None else None
+        if view is not None:
+            lags.append(i - float(np.sum(view.snapshot.n)))
         d = selector.select(request)
         a = ARMS.index(d.provider)
         q = QUALITY[a, request["kind"]]
         noisy = float(np.clip(q + rng.uniform(-0.08, 0.08), 0.0, 1.0))
-        selector.report_outcome(
-            d.decision_id,
-            quality=noisy,
-            cost=float(COST[a]),
-            latency=float(LATENCY[a]),
-            final=True,
-            provider=d.provider,
-        )
+        late.append((selector, d, noisy, a))
+        while len(late) > delay:
+            s, dd, noisy_q, arm = late.popleft()
+            s.report_outcome(
+                dd.decision_id,
+                quality=noisy_q,
+                cost=float(COST[arm]),
+                latency=float(LATENCY[arm]),
+                final=True,
+                provider=dd.provider,
+            )
         q_served.append(q)
         c_served.append(COST[a])
     half = requests // 2
-    return float(np.mean(q_served[half:])), float(np.mean(c_served[half:]))
+    lag = float(np.mean(lags)) if lags else 0.0
+    view = selectors[-1].reader.view if selectors[-1].reader is not None else None
+    dual = float(view.snapshot.dual) if view is not None else float("nan")
+    return Played(float(np.mean(q_served[half:])), float(np.mean(c_served[half:])), lag, dual)
 
 
-def in_process(seed: int, requests: int) -> tuple[float, float]:
+def in_process(objective: str, seed: int, requests: int, selector_seed=None, delay=0) -> Played:
     selector = ProviderSelector(
         providers=ARMS,
         feature_fn=one_hot,
         n_features=3,
-        seed=seed,
-        objective=OBJECTIVE,
+        seed=seed if selector_seed is None else selector_seed,
+        objective=OBJECTIVES[objective],
         baseline_arm="gpt-4",
         algorithm=ALGORITHM,
     )
-    return play(seed, requests, [selector], None)
+    return play(seed, requests, [selector], None, delay)
 
 
-def pipeline(svc: EmbeddedServices, seed: int, requests: int, rate: float, proxies: int):
+def one_hot(request):
+    return [1.0 if request["kind"] == k else 0.0 for k in range(3)]
+
+
+def pipeline(svc: EmbeddedServices, objective: str, seed: int, args):
     u = uuid.uuid4().hex[:8]
     topics = Topics(prefix=f"c{u}.")
     settings = Settings(
@@ -110,7 +171,7 @@ def pipeline(svc: EmbeddedServices, seed: int, requests: int, rate: float, proxi
         arms=ARMS,
         n_features=3,
         algorithm=ALGORITHM,
-        objective=OBJECTIVE,
+        objective=OBJECTIVES[objective],
         baseline_arm="gpt-4",
     )
     store.create(config)
@@ -119,35 +180,74 @@ def pipeline(svc: EmbeddedServices, seed: int, requests: int, rate: float, proxi
     )
     selectors = [
         ProviderSelector.connect("qf", settings, feature_fn=one_hot, seed=100 * seed + k)
-        for k in range(proxies)
+        for k in range(args.proxies)
     ]
     try:
         worker.start()
         worker.wait_ready()
         for s in selectors:
             s.reader.wait_for_version(0, timeout=10)
-        result = play(seed, requests, selectors, rate)
+        result = play(seed, args.requests, selectors, args.rate)
         for s in selectors:
             s.producer.flush(10)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # every outcome applied
             state = store.read_state("qf")
-            if sum(st.n for st in state.arms.values()) >= requests:
+            if sum(st.n for st in state.arms.values()) >= args.requests:
                 break
             time.sleep(0.2)
-        duals = {s.reader.view.snapshot.dual for s in selectors}
+        time.sleep(2 * settings.poll_interval + 0.5)  # let the proxies load the last version
+        duals = sorted(round(s.reader.view.snapshot.dual, 2) for s in selectors)
         n = sum(st.n for st in state.arms.values())
-        if n < requests:  # say where the rest went
+        if n < args.requests:  # say where the rest went
             print("  worker:", read_health(store.client, PolicyKeys(store.prefix, "qf")))
             for s in selectors:
                 m = s.metrics()
                 print("  proxy:", {k: v for k, v in m.items() if k.startswith("producer_")})
-        return result, state, duals
+        return result, n, state.dual, duals
     finally:
         for s in selectors:
             s.close()
         worker.stop()
         store.client.close()
+
+
+def report(objective: str, svc: EmbeddedServices, seeds: list[int], args) -> None:
+    what = "cost cut" if objective == "quality floor" else "quality gain"
+    target = f"floor {FLOOR:.3f}" if objective == "quality floor" else f"budget {BUDGET:g}"
+    oq, oc = oracle(objective)
+    print(
+        f"\n{objective} ({target}; oracle quality {oq:.4f}, cost {oc:.3f}, {what} "
+        f"{measure(objective, oq, oc):.3f}):\n"
+        f"| seed | in-process: quality, cost, {what} | pipeline: quality, cost, {what} "
+        f"| pipeline / in-process | λ in-process | noise: {what} over {len(NOISE_SEEDS)} other "
+        f"selector seeds (mean ± sd) | lag (requests) | in-process with that lag: {what} | applied "
+        f"| λ Redis (proxies) |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    ins, pipes, every = [], [], []
+    for seed in seeds:
+        p0 = in_process(objective, seed, args.requests)
+        p1, n, dual, duals = pipeline(svc, objective, seed, args)
+        m0, m1 = measure(objective, p0.quality, p0.cost), measure(objective, p1.quality, p1.cost)
+        others = [in_process(objective, seed, args.requests, 1000 * k + seed) for k in NOISE_SEEDS]
+        noise = [measure(objective, r.quality, r.cost) for r in others]
+        lagged = in_process(objective, seed, args.requests, delay=int(round(p1.lag)))
+        ins.append(m0)
+        pipes.append(m1)
+        every.extend([m0, *noise])
+        print(
+            f"| {seed} | {p0.quality:.4f}, {p0.cost:.3f}, {m0:.3f} "
+            f"| {p1.quality:.4f}, {p1.cost:.3f}, {m1:.3f} | {m1 / m0:.0%} | {p0.dual:.2f} "
+            f"| {np.mean(noise):.3f} ± {np.std(noise, ddof=1):.3f} | {p1.lag:.1f} "
+            f"| {measure(objective, lagged.quality, lagged.cost):.3f} | {n:.0f} "
+            f"| {dual:.2f} ({', '.join(f'{d:.2f}' for d in duals)}) |",
+            flush=True,
+        )
+    print(
+        f"mean {what}: pipeline {np.mean(pipes):.3f}; in-process {np.mean(ins):.3f} on the same "
+        f"seeds ({np.mean(pipes) / np.mean(ins):.0%}), {np.mean(every):.3f} over every selector "
+        f"seed ({len(every)} runs; {np.mean(pipes) / np.mean(every):.0%})"
+    )
 
 
 def main() -> None:
@@ -156,20 +256,16 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=200.0, help="requests/s over all proxies")
     ap.add_argument("--proxies", type=int, default=3)
+    ap.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"floor {FLOOR:.4f}; gpt-4 cost {COST[0]}; {args.requests} requests, second half")
-    print("seed | in-process quality, cost | pipeline quality, cost | applied | λ (Redis)")
+    print(
+        f"{args.requests} requests per run at {args.rate:g}/s over {args.proxies} proxies, "
+        "second half, expected values"
+    )
     with EmbeddedServices.start() as svc:
-        for seed in seeds:
-            q0, c0 = in_process(seed, args.requests)
-            (q1, c1), state, duals = pipeline(svc, seed, args.requests, args.rate, args.proxies)
-            n = sum(st.n for st in state.arms.values())
-            print(
-                f"{seed} | {q0:.4f} ({q0 - FLOOR:+.4f}), {c0:.3f} | "
-                f"{q1:.4f} ({q1 - FLOOR:+.4f}), {c1:.3f} | {n:.0f} | {state.dual:.2f} "
-                f"(proxies: {sorted(round(d, 2) for d in duals)})"
-            )
+        for objective in args.objectives.split(","):
+            report(objective, svc, seeds, args)
 
 
 if __name__ == "__main__":
