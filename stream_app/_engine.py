@@ -227,7 +227,7 @@ class BatchEngine:
                 self._reward_offsets[(topic, p)] = off + 1
                 n_rewards += 1
                 try:
-                    reward, _cfg = validate_reward(value, self.join.config)
+                    reward, _cfg = validate_reward(value, self.join.config, now)
                     self._pending.append((reward, msg))
                 except EventError as exc:
                     self._reject_reward(out, msg, exc.reason, exc.detail, None, now)
