@@ -268,7 +268,13 @@ def ensure_record_topics(settings: Settings, *, retain_rewards: bool = True) -> 
             admin.alter_configs([res])[res].result(30)
             done.append(f"{rewards}: retention.ms=-1")
         except Exception as exc:  # e.g. a broker that does not support it (the embedded one)
-            done.append(f"{rewards}: retention not set ({exc}); set retention.ms=-1 by hand")
+            if "UNSUPPORTED_FEATURE" in str(exc):
+                done.append(
+                    f"{rewards}: this broker cannot set retention (the embedded one keeps "
+                    "every message while it runs)"
+                )
+            else:
+                done.append(f"{rewards}: retention not set ({exc}); set retention.ms=-1 by hand")
     return done
 
 
