@@ -12,6 +12,13 @@ the store is unreachable the last snapshot stays in use and ``staleness``
 grows; callers decide (with the policy's ``max_staleness_seconds``) when it is
 too old.
 
+No poison pill: a snapshot holding any number that is not finite (θ, A⁻¹, its factor,
+the counts, the component estimates, λ; e.g. an infinity written into the state by a
+manual edit or an older version) is refused: the previous snapshot stays in use (its
+staleness grows, so the selector serves the baseline once it is too old), the refusal
+is counted (``refused``) and logged once per version, and that version is not read
+again until the head moves.
+
 Snapshots are built with the policy's objective (``build_snapshot``): θ holds the
 objective's estimates at the state's multiplier λ, so ``select`` is the same
 whatever the objective, and a config change (reward weights, objective) is in the
@@ -31,7 +38,7 @@ import numpy as np
 from ._config import PolicyConfig
 from ._constraint import snapshot_weights
 from ._errors import NoSnapshotError
-from ._state import PolicyState
+from ._state import ArmStats, PolicyState
 from ._store import PolicyStore
 from .bandits import Algorithm, Selection, Snapshot, make_algorithm
 
@@ -100,6 +107,8 @@ class PolicyReader:
         self._thread: threading.Thread | None = None
         self.refresh_errors = 0
         self.refreshes = 0
+        self.refused = 0  # snapshots refused because they held a non-finite number
+        self._refused_head: tuple[int, PolicyConfig] | None = None
         if start:
             self.start()
 
@@ -178,10 +187,15 @@ class PolicyReader:
                 if head.config is view.config or head.config == view.config:
                     self._last_ok = self._clock()
                     return False
+            refused = self._refused_head
+            if refused is not None and refused[0] == head.version and refused[1] == head.config:
+                return False  # refused already: wait for the next version
             state = self.store.read_state(self.policy)
+            bad = _state_non_finite(state)
+            if bad is not None:  # refused before building: the algebra may not even run
+                return self._refuse(head.version, head.config, bad)
             algo = make_algorithm(head.config.algorithm)
-            self._install(head.config, algo, build_snapshot(algo, head.config, state))
-            return True
+            return self._install(head.config, algo, build_snapshot(algo, head.config, state))
         except Exception as exc:  # the proxy must keep serving whatever happens here
             self.refresh_errors += 1
             log.debug("policy refresh failed for %s: %s", self.policy, exc)
@@ -219,18 +233,41 @@ class PolicyReader:
                 stats = state.arms.get(arm)
                 if stats is None or arm not in snap.index:
                     return self.refresh()
+                if not _stats_finite(stats):
+                    return self._refuse(state.version, view.config, f"the sums of arm {arm!r}")
                 snap = snap.with_arm(arm, stats, **changes)
-            self._install(view.config, view.algorithm, snap)
-            return True
+            return self._install(view.config, view.algorithm, snap)
         except Exception as exc:  # same contract as refresh: the proxy keeps serving
             self.refresh_errors += 1
             log.debug("policy refresh failed for %s: %s", self.policy, exc)
             return False
 
-    def _install(self, config: PolicyConfig, algo: Algorithm, snap: Snapshot) -> None:
+    def _install(self, config: PolicyConfig, algo: Algorithm, snap: Snapshot) -> bool:
+        """Swap ``snap`` in, unless it holds a number that is not finite (then keep the
+        current one, count and log the refusal once per version); True when installed."""
+        bad = non_finite(snap)
+        if bad is not None:
+            return self._refuse(snap.version, config, bad)
+        self._refused_head = None
         self._view = ReaderView(config, algo, snap, self._clock())
         self._last_ok = self._clock()
         self.refreshes += 1
+        return True
+
+    def _refuse(self, version: int, config: PolicyConfig, what: str) -> bool:
+        """Keep the current snapshot instead of ``version``; count it, log once per version."""
+        self.refused += 1
+        if self._refused_head is None or self._refused_head[0] != version:
+            log.warning(
+                "policy %r version %d refused: a number that is not finite in %s; "
+                "keeping version %s",
+                self.policy,
+                version,
+                what,
+                self.version,
+            )
+        self._refused_head = (version, config)
+        return False
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -278,6 +315,40 @@ class PolicyReader:
                 f"({view.snapshot.d},) — fix the feature function or the policy's n_features"
             )
         return view.algorithm.select(view.snapshot, x, self._rng, offered)
+
+
+_CHECKED = ("theta", "a_inv", "chol", "n", "stacked", "components", "comp_s", "comp_s2")
+
+
+def non_finite(snap: Snapshot) -> str | None:
+    """Which array of ``snap`` (or its multiplier) holds a number that is not finite,
+    or None when every number a selection can use is finite."""
+    for name in _CHECKED:
+        arr = getattr(snap, name)
+        if arr is not None and not np.isfinite(arr).all():
+            return f"the snapshot's {name}"
+    if not np.isfinite(snap.dual):
+        return "the multiplier"
+    return None
+
+
+def _stats_finite(stats: ArmStats) -> bool:
+    """Whether every sum of one arm (its component sums included) is finite."""
+    if not (np.isfinite(stats.xx).all() and np.isfinite(stats.b).all() and np.isfinite(stats.n)):
+        return False
+    c = stats.components
+    if c is None:
+        return True
+    parts = (c.y, c.s, c.s2, c.xx, c.n)
+    return all(np.isfinite(v).all() for v in parts if v is not None)
+
+
+def _state_non_finite(state: PolicyState) -> str | None:
+    """What in ``state`` is not finite (an arm's sums, or λ), or None."""
+    for arm, stats in state.arms.items():
+        if not _stats_finite(stats):
+            return f"the sums of arm {arm!r}"
+    return None if np.isfinite(state.dual) else "the multiplier"
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:

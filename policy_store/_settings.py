@@ -120,18 +120,26 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
+# one URL: the password runs to its last "@" (it may itself hold "@", "/", ":", spaces)
 _URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@", re.I
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>.*)@", re.I | re.S
 )
 
 
+# redis-py also takes the password as a query argument (?password=...)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.I)
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and messages).
+    """``url`` (one URL) with any password replaced by ``***`` (for logs and messages).
 
     >>> mask_url("redis://:s3cret@host:6379/0")
     'redis://:***@host:6379/0'
+    >>> mask_url("redis://user:p@ss/w:rd@host:6379/0")
+    'redis://user:***@host:6379/0'
     """
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    url = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    return _QUERY_PASSWORD.sub(r"\g<1>***", url)
 
 
 # what to write instead, per field, when pydantic's message alone does not say it

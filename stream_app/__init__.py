@@ -32,6 +32,16 @@ _EXPORTS = {
     "validate_decision": "_validation",
     "validate_outcome": "_validation",
     "validate_reward": "_validation",
+    "PolicyRecord": "_record",
+    "ChangeRelay": "_record",
+    "record_change": "_record",
+    "applied_marks": "_record",
+    "ensure_record_topics": "_record",
+    "read_policy_records": "_record",
+    "policies_topic": "_record",
+    "held_policies": "_record",
+    "rebuild": "_rebuild",
+    "RebuildResult": "_rebuild",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -108,11 +108,11 @@ class JoinTables:
             return
         try:
             if kind == DECISIONS:
-                dec, cfg = validate_decision(value, self.config, src.key)
+                dec, cfg = validate_decision(value, self.config, src.key, now)
                 key = dec.decision_id
                 step = on_decision(table.get(key), dec, cfg.reward, now, retention=self.retention)
             else:
-                outcome, cfg = validate_outcome(value, self.config, src.key)
+                outcome, cfg = validate_outcome(value, self.config, src.key, now)
                 key = outcome.decision_id
                 state = table.get(key)
                 named = cfg.reward if cfg is not None else None

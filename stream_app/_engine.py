@@ -227,7 +227,7 @@ class BatchEngine:
                 self._reward_offsets[(topic, p)] = off + 1
                 n_rewards += 1
                 try:
-                    reward, _cfg = validate_reward(value, self.join.config)
+                    reward, _cfg = validate_reward(value, self.join.config, now)
                     self._pending.append((reward, msg))
                 except EventError as exc:
                     self._reject_reward(out, msg, exc.reason, exc.detail, None, now)
@@ -263,8 +263,6 @@ class BatchEngine:
             self._retry_at = now + delay
             self._pause_rewards(True)
             return
-        if self.problem is not None:
-            log.info("applying rewards again after: %s", self.problem)
         if result is not None and result.rejected:
             by_id = {r.decision_id: m for r, m in rewards}
             out = Outputs()
@@ -272,9 +270,36 @@ class BatchEngine:
                 msg = by_id[reward.decision_id]
                 self._reject_reward(out, msg, reason, detail, reward.policy, now)
             self._publish(out)
+        if result is not None and result.held:
+            self._hold(rewards, result, now)
+            return
+        if self.problem is not None:
+            log.info("applying rewards again after: %s", self.problem)
         self._commit(self._reward_offsets)
         self._forget_pending()
         self._pause_rewards(False)
+
+    def _hold(self, rewards: list[tuple[RewardEvent, Any]], result: Any, now: float) -> None:
+        """Rewards of policies whose config was lost (a wiped Redis): everything else of
+        the batch is applied; commit each rewards partition up to its first held reward,
+        keep the held ones (uncommitted), pause the rewards partitions and look again with
+        backoff, until the config is back (``rl-commons rebuild`` or re-created)."""
+        held_ids = {id(r) for r in result.held}
+        keep = [(r, m) for r, m in rewards if id(r) in held_ids]
+        offsets = dict(self._reward_offsets)
+        for _, m in keep:
+            key = (m.topic(), m.partition())
+            offsets[key] = min(offsets[key], m.offset())
+        self._commit(offsets)
+        self._pending = keep
+        problem = "; ".join(
+            f"policy {name!r} held: {why}" for name, why in sorted(result.held_policies.items())
+        )
+        if problem != self.problem:
+            log.warning("rewards wait uncommitted: %s", problem)
+        self.problem = problem
+        self._retry_at = now + self._apply_backoff.next()
+        self._pause_rewards(True)
 
     def _reject_reward(
         self, out: Outputs, msg: Any, reason: str, detail: str, policy: str | None, now: float

@@ -133,6 +133,10 @@ class BatchResult:
     duplicates: int = 0
     versions: dict[str, int] = field(default_factory=dict)
     rejected: list[tuple[RewardEvent, str, str]] = field(default_factory=list)  # reason, detail
+    #: rewards of policies whose config was lost (a wiped Redis): kept, not applied, not
+    #: rejected; policy -> why (the engine holds them uncommitted until it returns)
+    held: list[RewardEvent] = field(default_factory=list)
+    held_policies: dict[str, str] = field(default_factory=dict)
 
 
 class Updater:
@@ -143,7 +147,12 @@ class Updater:
     ``dedupe_window`` is how long (s of stream time) re-sent copies of a reward are
     recognised: at least the join's tombstone time, plus a margin. ``max_tries`` bounds
     how often in a row a policy's batch is retried after an unexpected store error
-    before it is split and what cannot be applied is rejected.
+    before it is split and what cannot be applied is rejected. ``lost(policy)`` says why
+    a policy the store does not know was lost rather than deleted (a wiped Redis: the
+    worker's config cache knew it and no deletion was recorded), or None; its rewards are
+    then held (``BatchResult.held``) instead of rejected as ``unknown_policy``, and
+    ``waiting(policy)`` (a dictionary look-up unless the policy is held) keeps holding
+    them until its config is back and no rebuild of it runs.
     """
 
     def __init__(
@@ -156,6 +165,8 @@ class Updater:
         dedupe_window: float = DEFAULT_DEDUPE_WINDOW,
         max_tries: int = 5,
         clock: Callable[[], float] = time.time,
+        lost: Callable[[str], str | None] | None = None,
+        waiting: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -166,6 +177,8 @@ class Updater:
         self.max_tries = max_tries
         self._failures: dict[str, int] = {}
         self._clock = clock
+        self.lost = lost
+        self.waiting = waiting
 
     def apply(
         self, rewards: Sequence[RewardEvent], positions: Sequence[Position] | None = None
@@ -202,6 +215,11 @@ class Updater:
         t0 = self._clock()
         rewards = [r for r, _ in items]
         positions = [p for _, p in items] if items and items[0][1] is not None else None
+        why = self.waiting(policy) if self.waiting is not None else None
+        if why is not None:  # lost before and not restored yet (or being rebuilt)
+            result.held += rewards
+            result.held_policies[policy] = why
+            return
         try:
             head = self.store.head(policy)  # once per policy and batch
             obs = to_observations(rewards, self.cohort_weights, head.config.reward, positions)  # type: ignore[arg-type]
@@ -212,7 +230,12 @@ class Updater:
                 dual_delta=self.dual.delta(head, self._learned(rewards, obs)),
             )
         except UnknownPolicyError as exc:
-            result.rejected += [(r, "unknown_policy", str(exc)) for r in rewards]
+            why = self.lost(policy) if self.lost is not None else None
+            if why is not None:  # a wiped Redis, not a deletion: the rewards wait
+                result.held += rewards
+                result.held_policies[policy] = why
+            else:
+                result.rejected += [(r, "unknown_policy", str(exc)) for r in rewards]
             return
         except (UnknownArmError, InvalidDeltaError) as exc:
             self._isolate(policy, items, result, exc)

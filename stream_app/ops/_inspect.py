@@ -41,11 +41,13 @@ from policy_store import (
     PolicyState,
     RedisPolicyStore,
     Snapshot,
+    UnknownPolicyError,
     build_snapshot,
     make_algorithm,
 )
 from policy_store.evaluation import json_safe
 from producers import DEFAULT_FEATURE_NAMES
+from stream_app import held_policies
 from stream_app.aggregates import (
     Bucket,
     CohortArmStats,
@@ -342,7 +344,17 @@ def read_policy_report(
     unknown policy as ``UnknownPolicyError``.
     """
     now = time.time() if now is None else now
-    state = store.read_state(name)  # raises UnknownPolicyError first
+    try:
+        state = store.read_state(name)  # raises UnknownPolicyError first
+    except UnknownPolicyError as exc:
+        held = held_policies(store).get(name)
+        if held is None:
+            raise
+        raise UnknownPolicyError(
+            f"policy {name!r} is not in Redis, but stream workers hold its rewards "
+            f"(uncommitted) since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(held['since']))}"
+            f" UTC: {held['reason']}"
+        ) from exc
     config = store.get_config(name)
     # through the store, so Redis errors come back as the store's errors
     buckets, counters, freshness = store.run(

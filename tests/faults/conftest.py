@@ -73,6 +73,15 @@ class FaultServices:
         self.redis = _redis(self.redis_dir, port=self.redis.port).start()
         self._note("redis start")
 
+    def wipe_redis(self) -> None:
+        """Stop Redis and start it on the same port with nothing: a restart without
+        persistence (its append-only files are removed first)."""
+        self._note("redis wipe")
+        self.redis.stop()
+        for path in sorted(self.redis_dir.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        self.redis = _redis(self.redis_dir, port=self.redis.port).start()
+
     def freeze_broker(self) -> None:
         """SIGSTOP the broker: it keeps its state but answers nothing until ``thaw_broker``."""
         self._note("broker freeze")

@@ -382,3 +382,25 @@ def test_accepted_pairs_give_finite_rewards_and_parameters(
 def test_features_that_would_overflow_the_parameters_are_refused(value):
     result = _validate(_dumps({**VALID_DECISION, "features": [value, 0.0, 0.0, 1.0]}), "decision")
     assert isinstance(result, EventError)
+
+
+@pytest.mark.parametrize("ts", [-1e300, 1e300, 0.0, 1_000.0 + 3 * 365 * 86400])
+def test_timestamps_outside_a_sane_range_of_the_clock_are_refused(ts):
+    from policy_store import make_config
+    from stream_app import validate_decision, validate_outcome
+    from stream_app._validation import MAX_AGE_SECONDS
+
+    now = 2 * MAX_AGE_SECONDS  # a clock far from 0, so 0.0 is too old
+    if ts == 1_000.0 + 3 * 365 * 86400:
+        ts = now + 7200.0  # two hours ahead
+    cfg = make_config(name="p", arms=["a", "b"], n_features=2)
+    dec = DecisionEvent(
+        decision_id="d", policy="p", policy_version=0, timestamp=ts, arms=("a", "b"),
+        arm="a", propensity=0.5, features=(0.1, 0.2),
+    ).to_bytes()  # fmt: skip
+    out = OutcomeEvent(decision_id="d", policy="p", timestamp=ts, quality=0.5).to_bytes()
+    for fn, raw in ((validate_decision, dec), (validate_outcome, out)):
+        with pytest.raises(EventError) as err:
+            fn(raw, {"p": cfg}.get, None, now)
+        assert err.value.reason == "out_of_range" and "sane range" in err.value.detail
+        fn(raw, {"p": cfg}.get, None, None)  # without a clock nothing is checked

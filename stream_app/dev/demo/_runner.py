@@ -180,7 +180,10 @@ class Demo:
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
+        from stream_app import ensure_record_topics, record_change
+
         create_topics(settings)
+        ensure_record_topics(settings)  # the policies topic, rewards retained (rebuild)
         store = RedisPolicyStore.from_settings(settings)
         opts = self.opts
         cfg = demo_policy_config(
@@ -191,6 +194,7 @@ class Demo:
             baseline_arm=opts.baseline_name if opts.constrained else None,
         )
         store.create(cfg, exist_ok=True)
+        record_change(store, cfg.name, "config")
         return store
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "_report",
     "_dlq",
     "_feedback",
+    "_rebuild",
 ]
 
 

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         topics = Topics(settings.topic_prefix)
         embedded = settings.model_copy(update={"kafka_bootstrap": svc.bootstrap})
         create_topics(embedded, topics, partitions=args.partitions)
+        from stream_app import ensure_record_topics
+
+        for line in ensure_record_topics(embedded):  # policies topic, rewards retained
+            print(line, file=sys.stderr)
         print(f"export RL_COMMONS_KAFKA_BOOTSTRAP={svc.bootstrap}")
         print(f"export RL_COMMONS_REDIS_URL={svc.redis_url}")
         print(f"export RL_COMMONS_TOPIC_PREFIX={settings.topic_prefix}", flush=True)

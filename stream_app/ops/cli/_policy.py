@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_store import ConfigError, make_config
+from stream_app import record_change
 
 from .._constraint import describe_objective
 from ._common import (
@@ -170,6 +171,7 @@ def create(args: argparse.Namespace) -> int:
         raise ConfigError(one_line(exc)) from None
     store = store_from(args)
     store.create(config)
+    record_change(store, config.name, "create")
     print(
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
@@ -263,5 +265,6 @@ def delete(args: argparse.Namespace) -> int:
     if not confirm(question, args.yes):
         return 1
     store.delete(args.name)
+    record_change(store, args.name, "delete")
     print(f"deleted policy {args.name!r}")
     return 0

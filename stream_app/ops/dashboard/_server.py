@@ -34,6 +34,7 @@ from policy_store import (
     StoreUnavailableError,
     UnknownPolicyError,
 )
+from stream_app import held_policies, record_change
 
 from .. import read_policy_report
 
@@ -160,8 +161,13 @@ class DashboardRoutes:
                     )
                 return out
 
+            held = await self._run(held_policies, self.store)
             return web.json_response(
-                {"policies": await self._run(read), "writable": self._token is not None}
+                {
+                    "policies": await self._run(read),
+                    "held": held,  # vanished from Redis, rewards held by the workers
+                    "writable": self._token is not None,
+                }
             )
 
         return await self._guarded(request, go)
@@ -214,6 +220,7 @@ class DashboardRoutes:
             cfg = await self._run(
                 self.store.update_config, r.match_info["name"], rollout_fraction=float(fraction)
             )
+            await self._run(record_change, self.store, cfg.name, "rollout")
             return web.json_response(
                 {"name": cfg.name, "rollout_fraction": cfg.rollout_fraction, "enabled": cfg.enabled}
             )
@@ -233,6 +240,7 @@ class DashboardRoutes:
                     f'enabled {enabled!r}: send true or false, e.g. {{"enabled": false}}'
                 )
             cfg = await self._run(self.store.update_config, r.match_info["name"], enabled=enabled)
+            await self._run(record_change, self.store, cfg.name, "enabled")
             return web.json_response(
                 {"name": cfg.name, "rollout_fraction": cfg.rollout_fraction, "enabled": cfg.enabled}
             )
