@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from ._config import PolicyConfig
 from ._errors import ConfigError, InvalidDeltaError, UnknownPolicyError
 from ._state import ArmStats, Observation, PolicyState, apply_deltas
 from ._store import (
-    DEFAULT_DEDUPE_WINDOW,
+    ApplyRequest,
     Head,
     PolicyStore,
     check_compatible,
@@ -128,15 +128,9 @@ class InMemoryPolicyStore(PolicyStore):
         self._updated[name] = self._clock()
         return self._versions[name]
 
-    def _apply_deltas(
-        self,
-        config: PolicyConfig,
-        batch: Sequence[Observation],
-        deltas: dict[str, ArmStats],
-        dual_delta: float = 0.0,
-        marks: Mapping[int, int] | None = None,
-        window: float = DEFAULT_DEDUPE_WINDOW,
-    ) -> tuple[int, list[str]]:
+    def _apply_deltas(self, req: ApplyRequest) -> tuple[int, list[str]]:
+        config, batch, deltas = req.config, req.batch, req.deltas
+        dual_delta, marks, window = req.dual_delta, req.marks, req.window
         name = config.name
         with self._lock:
             check_dimension(self._need(name), config)

@@ -24,7 +24,7 @@ from ._settings import Settings
 from ._state import ArmStats, Observation, PolicyState, decay_factor
 from ._store import (
     DEDUPE_BUCKET_SECONDS,
-    DEFAULT_DEDUPE_WINDOW,
+    ApplyRequest,
     Head,
     PolicyStore,
     check_compatible,
@@ -240,15 +240,9 @@ class RedisPolicyStore(PolicyStore):
         self.run(self.client.publish, k.channel, str(version))
         return int(version)
 
-    def _apply_deltas(
-        self,
-        config: PolicyConfig,
-        batch: Sequence[Observation],
-        deltas: dict[str, ArmStats],
-        dual_delta: float = 0.0,
-        marks: Mapping[int, int] | None = None,
-        window: float = DEFAULT_DEDUPE_WINDOW,
-    ) -> tuple[int, list[str]]:
+    def _apply_deltas(self, req: ApplyRequest) -> tuple[int, list[str]]:
+        config, batch, deltas = req.config, req.batch, req.deltas
+        dual_delta, marks, window = req.dual_delta, req.marks, req.window
         k = self.keys(config.name)
         keys = [k.config, k.state, k.version, k.updated_at, k.applied]
         args: list[Any] = [

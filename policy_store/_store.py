@@ -27,6 +27,21 @@ DEDUPE_BUCKET_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
+class ApplyRequest:
+    """One atomic step of ``PolicyStore.apply`` for a store to carry out (``_apply_deltas``):
+    the ``batch`` of observations, its per-arm ``deltas``, the multiplier's step
+    ``dual_delta``, the rewards partitions' highest offsets ``marks`` (None: the batch has no
+    positions) and the re-send ``window`` (s of stream time)."""
+
+    config: PolicyConfig
+    batch: Sequence[Observation]
+    deltas: dict[str, ArmStats]
+    dual_delta: float = 0.0
+    marks: Mapping[int, int] | None = None
+    window: float = DEFAULT_DEDUPE_WINDOW
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """What one ``apply`` did: the version after it, observations added and skipped.
 
@@ -114,16 +129,8 @@ class PolicyStore(ABC):
         """Forget all learned state (config kept); returns the new version."""
 
     @abstractmethod
-    def _apply_deltas(
-        self,
-        config: PolicyConfig,
-        batch: Sequence[Observation],
-        deltas: dict[str, ArmStats],
-        dual_delta: float = 0.0,
-        marks: Mapping[int, int] | None = None,
-        window: float = DEFAULT_DEDUPE_WINDOW,
-    ) -> tuple[int, list[str]]:
-        """Atomically: if the stored config's ``n_features`` is not ``config``'s, raise
+    def _apply_deltas(self, req: ApplyRequest) -> tuple[int, list[str]]:
+        """Atomically: if the stored config's ``n_features`` is not ``req.config``'s, raise
         ``InvalidDeltaError``; if any observation of ``batch`` was already applied, change
         nothing and return their decision ids; else add the deltas (with forgetting), move
         the multiplier (λ ← max(0, λ + dual_delta)), remember the batch as applied, bump
@@ -200,12 +207,14 @@ class PolicyStore(ABC):
         while True:
             if not pending:
                 if mode:  # everything was applied before: move the watermarks past it
-                    version, _ = self._apply_deltas(config, [], {}, 0.0, mode, dedupe_window)
+                    version, _ = self._apply_deltas(
+                        ApplyRequest(config, [], {}, 0.0, mode, dedupe_window)
+                    )
                 else:
                     version = self.version(name)
                 break
             version, dups = self._apply_deltas(
-                config, pending, deltas, dual_delta, mode, dedupe_window
+                ApplyRequest(config, pending, deltas, dual_delta, mode, dedupe_window)
             )
             if not dups:
                 break

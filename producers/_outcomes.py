@@ -47,8 +47,11 @@ class Learner(Protocol):
         arm: str,
         features: Sequence[float],
         outcome: Mapping[str, Any],
-        learned: bool = True,
-    ) -> int: ...
+        learned: bool,
+        /,
+    ) -> int:
+        """Apply one complete outcome; ``learned``: served by the learned policy (its
+        outcome moves a constrained objective's multiplier). The new version."""
 
 
 @dataclass(slots=True)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from _constrained_loop import run_loop
-from test_dashboard import (  # noqa: F401  (fixtures)
+from _browser import (
     CHROMIUM,
-    browser,
     open_page,
-    server_factory,
     wait,
 )
+from _constrained_loop import run_loop
 
 from policy_store import make_config
 
@@ -47,7 +45,7 @@ def create(store, name, objective=None):
     )  # fmt: skip
 
 
-def test_constraint_card_and_multiplier_chart(browser, server_factory, redis_store):  # noqa: F811
+def test_constraint_card_and_multiplier_chart(browser, server_factory, redis_store):
     create(redis_store, "route", {"kind": "budget", "max_cost": 0.02})
     run_loop(redis_store, "route", minutes=5)  # λ after each minute: 0.002 … 0.03
     open_page(browser, server_factory(), "route")
@@ -73,7 +71,7 @@ def test_constraint_card_and_multiplier_chart(browser, server_factory, redis_sto
     assert page["cards"]["quality floor"].startswith("0.8")
 
 
-def test_weighted_policy_shows_its_objective_only(browser, server_factory, redis_store):  # noqa: F811
+def test_weighted_policy_shows_its_objective_only(browser, server_factory, redis_store):
     create(redis_store, "plain")
     open_page(browser, server_factory(), "plain")
     page = read(browser)
@@ -82,8 +80,8 @@ def test_weighted_policy_shows_its_objective_only(browser, server_factory, redis
 
 
 def test_without_a_recorded_multiplier_the_chart_says_where_it_comes_from(
-    browser,  # noqa: F811
-    server_factory,  # noqa: F811
+    browser,
+    server_factory,
     redis_store,
 ):
     create(redis_store, "fresh", {"kind": "quality_floor", "quality_floor": 0.8})

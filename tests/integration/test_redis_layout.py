@@ -16,6 +16,7 @@ from policy_store import (
     aggregate,
     make_config,
 )
+from policy_store._store import ApplyRequest
 
 
 def test_keys_share_one_hash_tag_and_state_is_float64_bytes(redis_store, redis_client, key_prefix):
@@ -121,4 +122,4 @@ def test_config_deleted_under_a_batch_is_an_unknown_policy(redis_store, redis_cl
     deltas = aggregate([Observation("d1", "x", (1.0,), 1.0)], 1)
     with pytest.raises(UnknownPolicyError, match="no policy named 'gone'"):
         obs = [Observation("d1", "x", (1.0,), 1.0)]
-        redis_store._apply_deltas(config, obs, deltas)  # the script finds no config
+        redis_store._apply_deltas(ApplyRequest(config, obs, deltas))  # the script finds no config

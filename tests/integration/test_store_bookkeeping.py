@@ -13,7 +13,7 @@ from policy_store import (
     aggregate,
     make_config,
 )
-from policy_store._store import DEDUPE_BUCKET_SECONDS
+from policy_store._store import DEDUPE_BUCKET_SECONDS, ApplyRequest
 
 T0 = 1_700_000_000.0
 
@@ -144,7 +144,7 @@ def test_the_dimension_is_checked_against_the_stored_config(store):
     store.create(make_config(name="p", arms=["a", "b"], n_features=3))
     stale = [Observation("d1", "a", (1.0, 0.5), 1.0)]
     with pytest.raises(InvalidDeltaError, match="n_features=3"):
-        store._apply_deltas(old, stale, aggregate(stale, 2))
+        store._apply_deltas(ApplyRequest(old, stale, aggregate(stale, 2)))
     assert dict(store.read_state("p").arms) == {} and store.version("p") == 0
 
 

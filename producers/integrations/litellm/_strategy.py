@@ -275,16 +275,9 @@ class BanditRoutingStrategy:
                 return str(value)
         return None
 
-    async def async_get_available_deployment(
-        self,
-        model: str,
-        messages: list[dict[str, Any]] | None = None,
-        input: Any = None,
-        specific_deployment: bool | None = False,
-        request_kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        """LiteLLM's async pick: the deployment (an entry of the router's model list)."""
-        return self._pick(model, messages, specific_deployment, request_kwargs)
+    async def async_get_available_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        """LiteLLM's async pick: the sync pick (it does no I/O), same arguments."""
+        return self.get_available_deployment(*args, **kwargs)
 
     def get_available_deployment(
         self,
@@ -294,7 +287,8 @@ class BanditRoutingStrategy:
         specific_deployment: bool | None = False,
         request_kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        """LiteLLM's sync pick (``router.completion``)."""
+        """LiteLLM's pick (``router.completion``; ``acompletion`` through the async
+        method): the deployment, an entry of the router's model list."""
         return self._pick(model, messages, specific_deployment, request_kwargs)
 
     # -- outcomes ------------------------------------------------------------------------------
