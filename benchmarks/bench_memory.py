@@ -28,8 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _output import command_line, emit  # noqa: E402
 
-from policy_store import Observation, RedisPolicyStore, make_config  # noqa: E402
-from policy_store._store import DEDUPE_BUCKET_SECONDS, DEFAULT_DEDUPE_WINDOW  # noqa: E402
+from policy_store import (  # noqa: E402  # noqa: E402
+    DEDUPE_BUCKET_SECONDS,
+    DEFAULT_DEDUPE_WINDOW,
+    Observation,
+    RedisPolicyStore,
+    make_config,
+)
 from stream_app.dev.embedded import EmbeddedRedis  # noqa: E402
 
 N_ARMS, N_FEATURES, PARTITIONS, BATCH = 5, 16, 4, 1000

@@ -54,7 +54,13 @@ from ._state import (
     decay_factor,
     merge,
 )
-from ._store import ApplyResult, Head, PolicyStore
+from ._store import (
+    DEDUPE_BUCKET_SECONDS,
+    DEFAULT_DEDUPE_WINDOW,
+    ApplyResult,
+    Head,
+    PolicyStore,
+)
 from .bandits import (
     Algorithm,
     LinearThompson,
@@ -66,6 +72,8 @@ from .bandits import (
 )
 
 __all__ = [
+    "DEDUPE_BUCKET_SECONDS",
+    "DEFAULT_DEDUPE_WINDOW",
     "build_snapshot",
     "snapshot_weights",
     "constraint_status",

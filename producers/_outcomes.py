@@ -42,13 +42,7 @@ class Learner(Protocol):
     def spec(self) -> RewardSpec: ...
 
     def learn(
-        self,
-        decision_id: str,
-        arm: str,
-        features: Sequence[float],
-        outcome: Mapping[str, Any],
-        learned: bool,
-        /,
+        self, key: str, arm: str, x: Sequence[float], outcome: Mapping[str, Any], learned: bool, /
     ) -> int:
         """Apply one complete outcome; ``learned``: served by the learned policy (its
         outcome moves a constrained objective's multiplier). The new version."""
