@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
 from collections import Counter
 
 import pytest
@@ -34,13 +35,17 @@ D = 4
 N_VALID = 300
 
 
+# the worker refuses timestamps outside [now − 1 year, now + 1 hour]: hostile messages use now
+NOW = time.time()
+
+
 def _decision(**changes) -> dict:
     base = {
         "type": "decision",
         "decision_id": "bad-1",
         "policy": "p",
         "policy_version": 0,
-        "timestamp": 1.7e9,
+        "timestamp": NOW,
         "arms": ARMS,
         "arm": "llama",
         "propensity": 0.5,
@@ -50,7 +55,7 @@ def _decision(**changes) -> dict:
 
 
 def _outcome(**changes) -> dict:
-    base = {"type": "outcome", "decision_id": "bad-2", "timestamp": 1.7e9, "quality": 0.5}
+    base = {"type": "outcome", "decision_id": "bad-2", "timestamp": NOW, "quality": 0.5}
     return {**base, **changes}
 
 
