@@ -5,10 +5,14 @@ run: LiteLLM's built-in ``simple-shuffle`` and ``latency-based-routing``, and
 ``BanditRoutingStrategy`` in streaming mode (parameters from Redis through the reader,
 decisions enqueued to Kafka: the embedded broker and Redis unless
 ``RL_COMMONS_KAFKA_BOOTSTRAP`` and ``RL_COMMONS_REDIS_URL`` are set), without and with the
-``OutcomeLogger`` callback. Each ``await router.acompletion(...)`` is timed alone; the
-routers take turns in blocks, in a rotating order, with a full garbage collection between
-blocks (as ``_timing.measure`` does for synchronous calls). Reported: p50, p99 and p99.9 in
-µs, and each row's p50 minus ``simple-shuffle``'s.
+``OutcomeLogger`` callback. All routers run in one event loop after a warm-up; each
+``await router.acompletion(...)`` is timed alone; the routers take turns in small blocks
+(40 calls by default) in a rotating order, with the callbacks' tasks drained after every
+block and a full garbage collection between rounds (as ``_timing.measure`` does for
+synchronous calls). A mocked call takes milliseconds and the machine's slow phases move
+every router by more than the tens of µs sought, so besides p50, p99 and p99.9 in µs per
+router the table gives the p50 difference to ``simple-shuffle`` per round (same phase of
+the machine): its median over rounds and interquartile range.
 
     python benchmarks/bench_litellm.py                      # 5,000 timed calls per router
     python benchmarks/bench_litellm.py --iterations 20000 --out /tmp/litellm.md
@@ -63,47 +67,80 @@ def model_list() -> list[dict]:
     ]
 
 
-async def timed(routers: dict, iterations: int, blocks: int = 20) -> dict[str, np.ndarray]:
-    """Nanoseconds of each ``acompletion`` call, by router name."""
+async def drain() -> None:
+    """Let the callbacks' tasks (and LiteLLM's logging threads) finish outside any timed call."""
+    here = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not here and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=0.5)
+    await asyncio.sleep(0.002)
+
+
+async def timed(
+    routers: dict, iterations: int, block: int = 40, warmup: int = 300
+) -> dict[str, list[np.ndarray]]:
+    """Nanoseconds of each ``acompletion`` call, by router name, one array per block.
+
+    All routers run in this one event loop and take turns block by block (``block`` calls
+    each, in an order that rotates every round); a full garbage collection runs between
+    rounds, never inside a timed call, so block ``b`` of every router saw the same phase of
+    the machine and per-block differences pair them.
+    """
     import litellm
 
-    per_block = max(1, iterations // blocks)
     clock = time.perf_counter_ns
-    for router, _cb in routers.values():  # warm-up
-        for i in range(200):
-            await router.acompletion(model="chat", messages=MESSAGES[i % 3], user=f"u{i}")
-    times: dict[str, list[np.ndarray]] = {name: [] for name in routers}
     items = list(routers.items())
+    for _name, (router, callbacks) in items:  # warm-up: imports, caches, connections
+        litellm.callbacks[:] = callbacks
+        for i in range(warmup):
+            await router.acompletion(model="chat", messages=MESSAGES[i % 3], user=f"u{i}")
+        await drain()
+    times: dict[str, list[np.ndarray]] = {name: [] for name in routers}
+    gc.collect()
     gc.disable()
     try:
-        for b in range(blocks):
+        for b in range(max(1, iterations // block)):
             k = b % len(items)
             for name, (router, callbacks) in items[k:] + items[:k]:
                 litellm.callbacks[:] = callbacks  # only the row's own callback runs
-                out = np.empty(per_block, dtype=np.int64)
-                for i in range(per_block):
-                    messages = MESSAGES[i % 3]
+                out = np.empty(block, dtype=np.int64)
+                for i in range(block):
+                    j = b * block + i
+                    messages = MESSAGES[j % 3]
                     t0 = clock()
-                    await router.acompletion(model="chat", messages=messages, user=f"u{i}")
+                    await router.acompletion(model="chat", messages=messages, user=f"u{j}")
                     out[i] = clock() - t0
                     await asyncio.sleep(0)  # the callbacks' tasks run between calls
                 times[name].append(out)
-                await asyncio.sleep(0.01)
+                await drain()
             gc.collect()
     finally:
         gc.enable()
-    return {name: np.concatenate(parts) for name, parts in times.items()}
+    return times
 
 
-def table(times: dict[str, np.ndarray]) -> str:
-    rows = {name: np.percentile(t, [50, 99, 99.9]) / 1000.0 for name, t in times.items()}
-    base = rows["LiteLLM simple-shuffle"][0]
+def table(times: dict[str, list[np.ndarray]], base: str = "LiteLLM simple-shuffle") -> str:
+    """p50/p99/p99.9 per router (µs) and the p50 difference to ``base`` with its spread.
+
+    The difference column is the median over blocks of (this router's block p50 − the base's
+    block p50 in the same round) and the interquartile range of those per-block differences;
+    the pooled p50 difference is shown too.
+    """
+    base_p50 = np.array([np.median(t) for t in times[base]])
+    pooled_base = np.percentile(np.concatenate(times[base]), 50)
     lines = [
-        "| router | p50 µs | p99 µs | p99.9 µs | p50 − simple-shuffle µs |",
-        "|---|---|---|---|---|",
+        "| router | p50 µs | p99 µs | p99.9 µs | p50 − simple-shuffle µs (pooled) "
+        "| per-block p50 − simple-shuffle µs: median [IQR] |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, (p50, p99, p999) in rows.items():
-        lines.append(f"| {name} | {p50:.1f} | {p99:.1f} | {p999:.1f} | {p50 - base:+.1f} |")
+    for name, blocks in times.items():
+        p50, p99, p999 = np.percentile(np.concatenate(blocks), [50, 99, 99.9])
+        diff = (np.array([np.median(t) for t in blocks]) - base_p50) / 1000.0
+        q25, med, q75 = np.percentile(diff, [25, 50, 75])
+        lines.append(
+            f"| {name} | {p50 / 1000:.1f} | {p99 / 1000:.1f} | {p999 / 1000:.1f} "
+            f"| {(p50 - pooled_base) / 1000:+.1f} | {med:+.1f} [{q25:+.1f}, {q75:+.1f}] |"
+        )
     return "\n".join(lines)
 
 
@@ -179,6 +216,7 @@ def build(settings: Settings):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--iterations", type=int, default=5_000, help="timed calls per router")
+    ap.add_argument("--block", type=int, default=40, help="calls per router per turn")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     args = ap.parse_args(argv)
     import litellm
@@ -196,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         create_topics(settings, Topics(settings.topic_prefix), partitions=4)
         routers, strategies = build(settings)
-        times = asyncio.run(timed(routers, args.iterations))
+        times = asyncio.run(timed(routers, args.iterations, args.block))
         alone = np.percentile(pick_alone(strategies[0], args.iterations), [50, 99]) / 1000.0
         metrics = {s.policy_prefix: s.metrics() for s in strategies}
     finally:
@@ -207,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     errors = sum(m["errors"] for m in metrics.values())
     text = (
         f"Command: `{command_line('bench_litellm.py', argv)}`  \n"
-        f"litellm {version('litellm')}, {args.iterations} timed calls per router, "
+        f"litellm {version('litellm')}, {args.iterations} timed calls per router in blocks "
+        f"of {args.block}, "
         f"{os.cpu_count()} CPUs; plugin errors {errors}. The plugin's pick alone (features, "
         f"select, decision event; no LiteLLM): p50 {alone[0]:.1f} µs, p99 {alone[1]:.1f} µs."
         "\n\n" + table(times) + "\n"
