@@ -215,7 +215,7 @@ def build(settings: Settings):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--iterations", type=int, default=5_000, help="timed calls per router")
+    ap.add_argument("--iterations", type=int, default=2_000, help="timed calls per router")
     ap.add_argument("--block", type=int, default=40, help="calls per router per turn")
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     args = ap.parse_args(argv)
