@@ -43,6 +43,7 @@ from ._outcome import (
     outcome_reward,
 )
 from ._reader import PolicyReader, ReaderView, build_snapshot
+from ._record import PolicyRecord, changes_key
 from ._redis import RedisPolicyStore
 from ._settings import Settings, SettingsError, mask_url, unknown_variables
 from ._state import (
@@ -75,6 +76,7 @@ __all__ = [
     "DEDUPE_BUCKET_SECONDS",
     "DEFAULT_DEDUPE_WINDOW",
     "build_snapshot",
+    "changes_key",
     "snapshot_weights",
     "constraint_status",
     "ConstraintStatus",
@@ -111,6 +113,7 @@ __all__ = [
     "RLAgent",
     "RLCommonsError",
     "ReaderView",
+    "PolicyRecord",
     "RedisPolicyStore",
     "RewardSpec",
     "Selection",

@@ -22,6 +22,11 @@ policy lives in one Redis Cluster slot and the Lua apply touches a single slot.
     {prefix}:{name}:dedupe:<id>       "1" with TTL: decision_id already applied (only batches
                                       without positions, e.g. an in-process store user)
     {prefix}:{name}:versions          pub/sub channel announcing new versions
+    {prefix}:{name}:record            hash: created_at, reset_marks (JSON): the cuts a rebuild
+                                      needs, written with every recorded change
+    {prefix}:{name}:epoch             when this incarnation was created or rebuilt (Head.epoch)
+    {prefix}:changes                  stream of PolicyRecord JSON, one entry per config change
+                                      (own slot; relayed to Kafka by the stream workers)
 """
 
 from __future__ import annotations

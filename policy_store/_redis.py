@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from ._errors import (
     UnknownPolicyError,
 )
 from ._keys import PolicyKeys, registry_key
+from ._record import CHANGES_MAXLEN, PolicyRecord, changes_key
 from ._settings import Settings
 from ._state import ArmStats, Observation, PolicyState, decay_factor
 from ._store import (
@@ -80,8 +82,9 @@ class RedisPolicyStore(PolicyStore):
         self.prefix = prefix
         self._clock = clock
         self._head_cache: dict[str, tuple[bytes, PolicyConfig]] = {}
-        src = resources.files(__package__).joinpath("apply.lua").read_text()
-        self._apply_script = client.register_script(src)
+        lua = resources.files(__package__)
+        self._apply_script = client.register_script(lua.joinpath("apply.lua").read_text())
+        self._record_script = client.register_script(lua.joinpath("record.lua").read_text())
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "rlc", **kwargs: Any) -> RedisPolicyStore:
@@ -125,21 +128,52 @@ class RedisPolicyStore(PolicyStore):
             "create it with `rl-commons policy create` or check RL_COMMONS_REDIS_URL"
         )
 
-    # -- configs -------------------------------------------------------------------------------
+    # -- configs (every change recorded with it: policy_store._record) ---------------------
     def create(self, config: PolicyConfig, *, exist_ok: bool = False) -> PolicyConfig:
-        k = self.keys(config.name)
-        created = self.run(self.client.set, k.config, config.to_json(), nx=True)
-        if not created:
+        created = self._record(self.client, config.name, "create", create=config.to_json())
+        if created is None:
             if exist_ok:
                 return self.get_config(config.name)
             raise ConfigError(
                 f"policy {config.name!r} already exists; delete it first or pick another name"
             )
-        pipe = self.client.pipeline(transaction=False)
-        pipe.setnx(k.version, 0)
-        pipe.sadd(registry_key(self.prefix), config.name)
-        self.run(pipe.execute)
         return config
+
+    def _record(
+        self,
+        client: Any,
+        name: str,
+        change: str,
+        *,
+        create: str = "",
+        created_at: float | None = None,
+        marks: Mapping[int, int] | None = None,
+    ) -> Any:
+        """``record.lua`` for ``change`` of ``name``, on ``client`` (the store's connection,
+        or a MULTI pipeline that makes the change: the record is queued after it)."""
+        k = self.keys(name)
+        keys = [
+            k.config,
+            k.extra("record"),
+            k.applied,
+            k.extra("epoch"),
+            changes_key(self.prefix),
+            k.version,
+            registry_key(self.prefix),
+        ]
+        args = [
+            json.dumps(name),
+            change,
+            repr(float(self._clock())),
+            CHANGES_MAXLEN,
+            "" if created_at is None else repr(float(created_at)),
+            "" if marks is None else json.dumps({str(p): int(o) for p, o in marks.items()}),
+            create,
+            name,
+        ]
+        if client is self.client:
+            return self.run(self._record_script, keys=keys, args=args)
+        return self._record_script(keys=keys, args=args, client=client)
 
     def get_config(self, name: str) -> PolicyConfig:
         raw = self.run(self.client.get, self.keys(name).config)
@@ -150,7 +184,10 @@ class RedisPolicyStore(PolicyStore):
     def put_config(self, config: PolicyConfig) -> PolicyConfig:
         old = self.get_config(config.name)
         check_compatible(old, config)
-        self.run(self.client.set, self.keys(config.name).config, config.to_json(), xx=True)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys(config.name).config, config.to_json(), xx=True)
+        self._record(pipe, config.name, "config")
+        self.run(pipe.execute)
         return config
 
     def list_policies(self) -> list[str]:
@@ -159,27 +196,75 @@ class RedisPolicyStore(PolicyStore):
 
     def delete(self, name: str) -> None:
         self.get_config(name)
+        self._drop(name, record=True)
+
+    def record_deletion(self, name: str) -> PolicyRecord:
+        """Record the deletion of a policy whose config is already gone (a wiped Redis, a
+        restored snapshot without it) and drop what is left of its keys: workers holding
+        its rewards then dead-letter them and a rebuild no longer restores it. Refuses
+        (``ConfigError``) a policy Redis still holds: ``delete`` it."""
+        if self.run(self.client.exists, self.keys(name).config):
+            raise ConfigError(f"policy {name!r} is in Redis: delete it, do not only record it")
+        return PolicyRecord.from_bytes(self._drop(name, record=True))
+
+    def restore(
+        self, record: PolicyRecord, *, replace: bool = False, keep: Collection[str] = ()
+    ) -> PolicyConfig:
+        """Create ``record``'s config with its cuts (``created_at``, ``reset_marks``) and a
+        new epoch, recorded as a ``rebuild`` change; ``replace`` drops what Redis holds of
+        the policy first (but the keys in ``keep``), in the same atomic step.
+        ``ConfigError`` if it exists and not ``replace``."""
+        if record.config is None:
+            raise ConfigError(f"the record of {record.name!r} is a deletion: nothing to restore")
+        config = PolicyConfig.from_json(record.config)
+        pipe = self.client.pipeline(transaction=True)
+        if replace:
+            self._drop(record.name, record=False, pipe=pipe, keep=keep)
+        self._record(
+            pipe,
+            record.name,
+            "rebuild",
+            create=config.to_json(),
+            created_at=record.created_at,
+            marks=record.reset_marks,
+        )
+        if self.run(pipe.execute)[-1] is None:
+            raise ConfigError(f"policy {record.name!r} exists; pass replace=True")
+        return config
+
+    def _drop(
+        self, name: str, *, record: bool, pipe: Any = None, keep: Collection[str] = ()
+    ) -> Any:
+        """Every key of ``name`` and its registry entry, after its deletion's record (with
+        ``record``), in one MULTI (``pipe``'s when given: it is not executed here)."""
         k = self.keys(name)
         pattern = f"{k.base}:*"
         to_delete = [k.config, k.state, k.version, k.updated_at]
         # scan_iter is lazy: list() runs the whole scan inside run()
         to_delete += self.run(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
-        pipe = self.client.pipeline(transaction=False)
+        kept = {k.encode() for k in keep} | set(keep)
+        to_delete = [key for key in to_delete if key not in kept]
+        own = pipe is None
+        pipe = self.client.pipeline(transaction=True) if own else pipe
+        if record:
+            self._record(pipe, name, "delete")
         for i in range(0, len(to_delete), 500):
             pipe.delete(*to_delete[i : i + 500])
         pipe.srem(registry_key(self.prefix), name)
-        self.run(pipe.execute)
+        return self.run(pipe.execute)[0] if own else None
 
     # -- state ---------------------------------------------------------------------------------
     def head(self, name: str) -> Head:
         k = self.keys(name)
-        raw_cfg, raw_v, raw_t = self.run(self.client.mget, [k.config, k.version, k.updated_at])
+        got = self.run(self.client.mget, [k.config, k.version, k.updated_at, k.extra("epoch")])
+        raw_cfg, raw_v, raw_t, raw_epoch = got
         if raw_cfg is None:
             raise self._unknown(name)
         return Head(
             version=int(raw_v or 0),
             config=self._parsed_config(name, raw_cfg),
             updated_at=float(raw_t) if raw_t else None,
+            epoch=raw_epoch.decode() if isinstance(raw_epoch, bytes) else raw_epoch,
         )
 
     def _parsed_config(self, name: str, raw: bytes) -> PolicyConfig:
@@ -236,7 +321,8 @@ class RedisPolicyStore(PolicyStore):
         pipe.delete(k.state)
         pipe.incr(k.version)
         pipe.set(k.updated_at, repr(self._clock()))
-        _, version, _ = self.run(pipe.execute)
+        self._record(pipe, name, "reset")  # its cut: the watermarks at the reset
+        _, version, _, _ = self.run(pipe.execute)
         self.run(self.client.publish, k.channel, str(version))
         return int(version)
 

@@ -57,11 +57,14 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class Head:
-    """The cheap part a proxy polls: version, config and when the state last changed."""
+    """The cheap part a proxy polls: version, config and when the state last changed;
+    ``epoch`` names the policy's incarnation (changed by a create or a rebuild; None in a
+    store that keeps none): within one epoch the version never goes down."""
 
     version: int
     config: PolicyConfig
     updated_at: float | None
+    epoch: str | None = None
 
 
 class VersionWatch(Protocol):

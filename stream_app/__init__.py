@@ -34,8 +34,6 @@ _EXPORTS = {
     "validate_reward": "_validation",
     "PolicyRecord": "_record",
     "ChangeRelay": "_record",
-    "record_change": "_record",
-    "applied_marks": "_record",
     "ensure_record_topics": "_record",
     "read_policy_records": "_record",
     "policies_topic": "_record",

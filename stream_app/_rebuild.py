@@ -2,7 +2,9 @@
 
 1. the last record of each policy in the compacted policies topic (``_record``) gives
    its config, when it was created and the cut of its last reset;
-2. the config is created again in Redis (``--replace`` deletes what is there first);
+2. the config is created again in Redis with those cuts and a new epoch
+   (``RedisPolicyStore.restore``, recorded as a ``rebuild`` change; ``--replace`` drops
+   what is there in the same step);
 3. the rewards topic is read from its start to its end (the end as it was when the
    rebuild began) and every reward of the policy made since its creation and past its
    reset's cut is applied through the worker's own ``Updater`` with its position in the
@@ -29,14 +31,13 @@ from dataclasses import dataclass
 
 from policy_store import (
     ConfigError,
-    PolicyConfig,
     RedisPolicyStore,
     Settings,
     UnknownPolicyError,
 )
 from producers import EventError, RewardEvent, kafka_config, parse_event
 
-from ._record import PolicyRecord, read_policy_records, rebuilding_key, restore_meta
+from ._record import PolicyRecord, read_policy_records, rebuilding_key
 from ._updater import Updater
 
 Progress = Callable[[int, int, int], None]  # read, total, applied
@@ -75,7 +76,7 @@ def rebuild(
         known = ", ".join(sorted(records)) or "none"
         raise ConfigError(
             f"no record of {missing} in {settings.topic('policies')} (records: {known}); "
-            "only changes made through rl-commons (CLI, dashboard) are recorded"
+            "a policy is recorded once a stream worker relayed its changes"
         )
     present = [n for n in wanted if _exists(store, n)]
     if present and not replace:
@@ -83,15 +84,13 @@ def rebuild(
             f"{present} exist in Redis; rebuild fills an empty or wiped Redis — pass "
             "--replace to delete them first"
         )
-    for name in present:
-        store.delete(name)
     markers = [rebuilding_key(store.keys(n)) for n in wanted]
     for key in markers:  # workers holding these policies' rewards wait for the replay
         store.run(store.client.set, key, "1", ex=REBUILD_MARK_SECONDS)
     try:
-        for name in wanted:
-            store.create(PolicyConfig.from_json(records[name].config or "{}"))
-            restore_meta(store, records[name])
+        for name in wanted:  # not a deletion: the record keeps its config and cuts
+            keep = [rebuilding_key(store.keys(name))]
+            store.restore(records[name], replace=name in present, keep=keep)
         results = {n: RebuildResult(n) for n in wanted}
         _replay(
             settings, store, {n: records[n] for n in wanted}, results, batch_size, progress, markers

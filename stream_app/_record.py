@@ -6,16 +6,19 @@ compacted partition keyed by policy name whose last record per name is the polic
 config with the cuts the rebuild needs (``PolicyRecord``); a deleted policy's last
 record is a tombstone.
 
-Who writes it. The paths that change a config (the CLI, the dashboard) call
-``record_change`` after the change: it appends the record to a Redis stream,
-``{key prefix}:changes`` (one XADD in the same place the change was made, so a command
-never waits for Kafka and works while Kafka is down), and every stream worker relays
-that stream to the topic (``ChangeRelay``, a thread: XREAD, produce, flush, then move
-the shared cursor ``{key prefix}:changes:relayed``; two workers may both relay an
-entry, which a compacted topic keyed by name absorbs). Only the path that makes a
-change knows what it was: a deliberate delete or reset looks, to anything that merely
-watches Redis, like a wiped Redis or a burst of applies. The relay also tells the
-worker's config cache at once (a new arm, a deleted policy).
+Who writes it. ``RedisPolicyStore`` itself: every config change it makes appends the
+record to the Redis stream ``{key prefix}:changes`` in the same atomic step
+(``policy_store._record``), whoever asked for it (CLI, dashboard, the LiteLLM proxy
+handler, a selector creating its policy), so a change never waits for Kafka and works
+while Kafka is down. Every stream worker relays that stream to the topic
+(``ChangeRelay``, a thread: XREAD, produce, flush, then move the shared cursor
+``{key prefix}:changes:relayed``; two workers may both relay an entry, which a
+compacted topic keyed by name absorbs). Only the store knows what a change was: a
+deliberate delete or reset looks, to anything that merely watches Redis, like a wiped
+Redis or a burst of applies. The relay also tells the worker's config cache at once (a
+new arm, a deleted policy). The window: a change is in Kafka once a worker relayed it
+(well under a second while a worker runs); a Redis wiped before that loses the change's
+record, and a rebuild restores the config recorded before it.
 """
 
 from __future__ import annotations
@@ -25,111 +28,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from policy_store import RedisPolicyStore, Settings
+from policy_store import PolicyRecord, RedisPolicyStore, Settings, changes_key
 from producers import kafka_config
 
 log = logging.getLogger(__name__)
-
-CHANGES_MAXLEN = 10_000  # entries kept in the Redis stream (relayed within seconds)
 
 
 def policies_topic(settings: Settings) -> str:
     """The compacted topic of policy records: ``<topic prefix>policies``."""
     return settings.topic("policies")
-
-
-def changes_key(prefix: str) -> str:
-    """The Redis stream the change paths append to (its own slot, like the registry)."""
-    return f"{prefix}:changes"
-
-
-@dataclass(frozen=True)
-class PolicyRecord:
-    """A policy as the rebuild needs it: its config (JSON, None once deleted), the change
-    that wrote this record, when, when the policy was created (rewards made before it
-    belong to an earlier policy of that name) and the rewards-topic offsets of its last
-    reset (per partition, the highest offset applied before it; rewards at or below it
-    were forgotten)."""
-
-    name: str
-    change: str
-    config: str | None
-    at: float
-    created_at: float
-    reset_marks: dict[int, int] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        body = {
-            "name": self.name,
-            "change": self.change,
-            "config": None if self.config is None else json.loads(self.config),
-            "at": self.at,
-            "created_at": self.created_at,
-            "reset_marks": {str(p): o for p, o in self.reset_marks.items()},
-        }
-        return json.dumps(body, sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes | str) -> PolicyRecord:
-        body = json.loads(raw)
-        cfg = body.get("config")
-        return cls(
-            name=str(body["name"]),
-            change=str(body["change"]),
-            config=None if cfg is None else json.dumps(cfg),
-            at=float(body["at"]),
-            created_at=float(body["created_at"]),
-            reset_marks={int(p): int(o) for p, o in (body.get("reset_marks") or {}).items()},
-        )
-
-
-def applied_marks(store: RedisPolicyStore, name: str) -> dict[int, int]:
-    """The policy's watermarks (highest rewards offset applied, per partition): read them
-    just before a reset and pass them to ``record_change(..., "reset", marks=...)``."""
-    raw = store.run(store.client.hgetall, store.keys(name).applied)
-    out = {}
-    for f, v in raw.items():
-        f = f.decode() if isinstance(f, bytes) else f
-        if f.startswith("o:"):
-            out[int(f[2:])] = int(v)
-    return out
-
-
-def record_change(
-    store: RedisPolicyStore,
-    name: str,
-    change: str,
-    *,
-    marks: dict[int, int] | None = None,
-    clock: Callable[[], float] = time.time,
-) -> PolicyRecord | None:
-    """Append the record of ``name`` after ``change`` (create, config, rollout, enabled,
-    objective, reset, delete) to the changes stream, for the workers to relay to Kafka.
-
-    Call it after the change succeeded. ``marks``: for a reset, ``applied_marks`` read
-    before it. The policy's cuts are kept beside its config (``{base}:record``). Another
-    store than Redis (an in-process dashboard) keeps no record: None."""
-    if not isinstance(store, RedisPolicyStore):
-        return None
-    k = store.keys(name)
-    raw_cfg, raw_meta = store.run(store.client.mget, [k.config, k.extra("record")])
-    meta = json.loads(raw_meta) if raw_meta else {}
-    now = clock()
-    created_at = now if change == "create" or "created_at" not in meta else meta["created_at"]
-    reset = meta.get("reset_marks", {}) if change != "reset" else marks or {}
-    config = None if change == "delete" or raw_cfg is None else _text(raw_cfg)
-    record = PolicyRecord(
-        name, change, config, now, created_at, {int(p): int(o) for p, o in reset.items()}
-    )
-    pipe = store.client.pipeline(transaction=False)
-    if config is not None:
-        pipe.set(k.extra("record"), _meta(record))
-    pipe.xadd(changes_key(store.prefix), {"record": record.to_bytes()}, maxlen=CHANGES_MAXLEN)
-    store.run(pipe.execute)
-    return record
 
 
 def rebuilding_key(keys: Any) -> str:
@@ -145,16 +54,6 @@ def held_policies(store: RedisPolicyStore) -> dict[str, dict[str, Any]]:
     return {_text(k): json.loads(v) for k, v in raw.items()}
 
 
-def restore_meta(store: RedisPolicyStore, record: PolicyRecord) -> None:
-    """Write a record's cuts back beside the config (after a rebuild)."""
-    store.run(store.client.set, store.keys(record.name).extra("record"), _meta(record))
-
-
-def _meta(record: PolicyRecord) -> str:
-    marks = {str(p): o for p, o in record.reset_marks.items()}
-    return json.dumps({"created_at": record.created_at, "reset_marks": marks})
-
-
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
@@ -162,9 +61,10 @@ def _text(raw: bytes | str) -> str:
 class ChangeRelay:
     """Relays the changes stream to the policies topic, in a thread of the worker.
 
-    ``on_change(record)`` is called for every entry once it is in Kafka (the worker's
-    config cache reloads or forgets that policy). Kafka or Redis down: the entry stays
-    in the stream and is relayed when both answer."""
+    ``on_change(record)`` is called for every entry this worker reads, whichever worker
+    relayed it (each keeps its own read position; only entries past the shared cursor
+    are produced): the worker's config cache reloads or forgets that policy. Kafka or
+    Redis down: the entry stays in the stream and is relayed when both answer."""
 
     def __init__(
         self,
@@ -183,6 +83,7 @@ class ChangeRelay:
         self._stream = changes_key(store.prefix)
         self._cursor_key = f"{self._stream}:relayed"
         self._producer: Any = None
+        self._read: bytes | None = None  # this worker's position in the stream
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -211,25 +112,30 @@ class ChangeRelay:
                 self._stop.wait(1.0)
 
     def relay_once(self) -> int:
-        """Relay what the stream holds past the cursor (waiting up to ``block_ms`` for it)."""
+        """Read the stream past this worker's position (waiting up to ``block_ms``),
+        relay what is past the shared cursor; returns the number of entries read."""
         client = self.store.client
-        cursor = client.get(self._cursor_key) or b"0"
-        got = client.xread({self._stream: cursor}, count=500, block=self.block_ms)
+        shared = client.get(self._cursor_key) or b"0"
+        if self._read is None:
+            self._read = shared
+        got = client.xread({self._stream: self._read}, count=500, block=self.block_ms)
         if not got:
             return 0
         entries = got[0][1]
-        records = [PolicyRecord.from_bytes(fields[b"record"]) for _, fields in entries]
-        producer = self._get_producer()
-        for r in records:
-            value = None if r.config is None else r.to_bytes()
-            producer.produce(self.topic, value, r.name.encode())
-        left = producer.flush(30)
-        if left:
-            raise RuntimeError(f"the broker did not acknowledge {left} policy records")
-        last = entries[-1][0]
-        client.set(self._cursor_key, last)
-        self.relayed += len(records)
-        for r in records:
+        raws = [(i, fields[b"record"]) for i, fields in entries]
+        records = [(i, raw, PolicyRecord.from_bytes(raw)) for i, raw in raws]
+        fresh = [(raw, r) for i, raw, r in records if _entry_id(i) > _entry_id(shared)]
+        if fresh:
+            producer = self._get_producer()
+            for raw, r in fresh:  # as the store wrote it
+                producer.produce(self.topic, None if r.config is None else raw, r.name.encode())
+            left = producer.flush(30)
+            if left:
+                raise RuntimeError(f"the broker did not acknowledge {left} policy records")
+            client.set(self._cursor_key, entries[-1][0])
+            self.relayed += len(fresh)
+        self._read = entries[-1][0]
+        for _, _, r in records:
             if self.on_change is not None:
                 self.on_change(r)
         return len(records)
@@ -241,6 +147,12 @@ class ChangeRelay:
             ensure_record_topics(self.settings, retain_rewards=False)
             self._producer = Producer(kafka_config(self.settings, "producer"))
         return self._producer
+
+
+def _entry_id(raw: bytes | str) -> tuple[int, ...]:
+    """A stream entry id (``ms-seq``, or ``0``) in the order Redis gives them."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return tuple(int(x) for x in text.split("-"))
 
 
 def ensure_record_topics(settings: Settings, *, retain_rewards: bool = True) -> list[str]:

@@ -54,10 +54,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from policy_store import (
+    Head,
     InvalidDeltaError,
     Observation,
     PolicyStore,
@@ -125,6 +127,14 @@ def to_observations(
     return out
 
 
+class VersionGuard(Protocol):
+    """What the updater tells about the versions it reads and writes (``ConfigCache``)."""
+
+    def behind(self, name: str, head: Head) -> str | None: ...
+
+    def saw(self, name: str, epoch: str | None, version: int) -> None: ...
+
+
 @dataclass
 class BatchResult:
     """What one batch did across its policies."""
@@ -152,7 +162,9 @@ class Updater:
     worker's config cache knew it and no deletion was recorded), or None; its rewards are
     then held (``BatchResult.held``) instead of rejected as ``unknown_policy``, and
     ``waiting(policy)`` (a dictionary look-up unless the policy is held) keeps holding
-    them until its config is back and no rebuild of it runs.
+    them until its config is back and no rebuild of it runs. ``versions`` (the worker's
+    ``ConfigCache``) is told every head read and version written; ``versions.behind``
+    holds a policy whose version went down within its epoch (an older Redis snapshot).
     """
 
     def __init__(
@@ -167,6 +179,7 @@ class Updater:
         clock: Callable[[], float] = time.time,
         lost: Callable[[str], str | None] | None = None,
         waiting: Callable[[str], str | None] | None = None,
+        versions: VersionGuard | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -179,6 +192,7 @@ class Updater:
         self._clock = clock
         self.lost = lost
         self.waiting = waiting
+        self.versions = versions
 
     def apply(
         self, rewards: Sequence[RewardEvent], positions: Sequence[Position] | None = None
@@ -222,6 +236,10 @@ class Updater:
             return
         try:
             head = self.store.head(policy)  # once per policy and batch
+            if self.versions is not None and (why := self.versions.behind(policy, head)):
+                result.held += rewards
+                result.held_policies[policy] = why
+                return
             obs = to_observations(rewards, self.cohort_weights, head.config.reward, positions)  # type: ignore[arg-type]
             res = self.store.apply(
                 policy,
@@ -273,6 +291,8 @@ class Updater:
         result.applied += res.applied
         result.duplicates += res.duplicates
         result.versions[policy] = res.version
+        if self.versions is not None:
+            self.versions.saw(policy, head.epoch, res.version)
 
     def _isolate(
         self, policy: str, items: list[_Item], result: BatchResult, exc: Exception

@@ -32,7 +32,7 @@ Where each number comes from:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from policy_store import (
@@ -127,6 +127,9 @@ class PolicyReport:
     objective: str = ""
     # a constrained objective's standing, None when weighted
     constraint: ConstraintView | None = None
+    # why stream workers hold this policy's rewards (``held_policies``: Redis restored from
+    # an older snapshot, a rebuild running), or None
+    held: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -350,19 +353,23 @@ def read_policy_report(
         held = held_policies(store).get(name)
         if held is None:
             raise
-        raise UnknownPolicyError(
-            f"policy {name!r} is not in Redis, but stream workers hold its rewards "
-            f"(uncommitted) since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(held['since']))}"
-            f" UTC: {held['reason']}"
-        ) from exc
+        why = _held_line(held)
+        raise UnknownPolicyError(f"policy {name!r} is not in Redis, but {why}") from exc
     config = store.get_config(name)
     # through the store, so Redis errors come back as the store's errors
     buckets, counters, freshness = store.run(
         _read_loop, store.client, store.keys(name), window_minutes, now
     )
-    return build_policy_report(
+    report = build_policy_report(
         config, state, buckets, counters, freshness, now=now, with_series=with_series
     )
+    held = held_policies(store).get(name)
+    return report if held is None else replace(report, held=_held_line(held))
+
+
+def _held_line(held: dict[str, Any]) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(held["since"]))
+    return f"stream workers hold its rewards (uncommitted) since {since} UTC: {held['reason']}"
 
 
 def _read_loop(

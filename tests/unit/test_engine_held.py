@@ -73,3 +73,27 @@ def test_a_recorded_deletion_dead_letters_as_before(world):
     [rec] = world.broker.records(TOPICS.dlq)
     assert DLQRecord.model_validate_json(rec.value()).reason == "unknown_policy"
     assert world.engine.problem is None
+
+
+def test_a_worker_started_after_the_wipe_holds_what_the_record_says_exists(world):
+    """The worker never saw the policy in Redis: the policies topic (read at start, or a
+    relayed change) says it exists, so its rewards are held, not dead-lettered as
+    ``unknown_policy``; a recorded deletion then lets them go to the DLQ."""
+    from stream_app import ConfigCache, PolicyRecord
+
+    world.store.delete("p")  # wiped before this worker started
+    cache = ConfigCache(world.store)
+    cache.remember([PolicyRecord("p", "create", CFG.model_dump_json(), 1.0, 0.0)])
+    world.updater.lost, world.updater.waiting = cache.lost, cache.waiting
+    assert cache.get("p") == CFG  # the join goes on with the recorded config
+    for i in range(3):
+        world.send_pair(i)
+    world.turns(2)
+    assert not world.broker.records(TOPICS.dlq)
+    assert "rl-commons rebuild p" in world.engine.problem and len(world.engine._pending) == 3
+    cache.on_record(PolicyRecord("p", "delete", None, 2.0, 0.0))  # `policy delete p`
+    world.turns(2, advance=5.0)
+    reasons = [
+        DLQRecord.model_validate_json(r.value()).reason for r in world.broker.records(TOPICS.dlq)
+    ]
+    assert reasons == ["unknown_policy"] * 3 and world.engine.problem is None

@@ -180,7 +180,7 @@ class Demo:
 
     def setup(self, settings: Settings, arms: list[str]) -> RedisPolicyStore:
         """Topics and the demo policy (idempotent: an existing policy is kept)."""
-        from stream_app import ensure_record_topics, record_change
+        from stream_app import ensure_record_topics
 
         create_topics(settings)
         ensure_record_topics(settings)  # the policies topic, rewards retained (rebuild)
@@ -193,8 +193,7 @@ class Demo:
             opts.policy_objective(),
             baseline_arm=opts.baseline_name if opts.constrained else None,
         )
-        store.create(cfg, exist_ok=True)
-        record_change(store, cfg.name, "config")
+        store.create(cfg, exist_ok=True)  # recorded by the store when it creates it
         return store
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:

@@ -11,7 +11,6 @@ import argparse
 from typing import Any
 
 from policy_store import ConfigError, PolicyConfig
-from stream_app import record_change
 
 from .._constraint import describe_objective
 from ._common import redis_command, store_from
@@ -194,7 +193,6 @@ def objective(args: argparse.Namespace) -> int:
         print(f"policy {args.policy!r}: objective unchanged ({describe_objective(old)})")
         return 0
     store.put_config(new)
-    record_change(store, args.policy, "objective")
     print(f"policy {args.policy!r}: {describe_objective(old)} → {describe_objective(new)}")
     if new.objective.constrained and new.objective.kind != old.objective.kind:
         dual = store.read_state(args.policy).dual

@@ -8,7 +8,6 @@ import re
 from dataclasses import replace
 
 from policy_store import ConfigError
-from stream_app import applied_marks, record_change
 from stream_app.aggregates import AGG_TTL_SECONDS
 
 from ._common import (
@@ -121,7 +120,6 @@ def rollout(args: argparse.Namespace) -> int:
     store = store_from(args)
     old = store.get_config(args.policy)
     new = store.update_config(args.policy, rollout_fraction=fraction)
-    record_change(store, args.policy, "rollout")
     note = "" if new.enabled else " (the policy is disabled: run `rl-commons enable` to serve it)"
     print(
         f"policy {args.policy!r}: rollout {percent(old.rollout_fraction)} -> "
@@ -133,7 +131,6 @@ def rollout(args: argparse.Namespace) -> int:
 def set_enabled(args: argparse.Namespace) -> int:
     store = store_from(args)
     cfg = store.update_config(args.policy, enabled=args.enabled)
-    record_change(store, args.policy, "enabled")
     if args.enabled:
         print(
             f"policy {args.policy!r} enabled: learned policy serves {percent(cfg.rollout_fraction)}"
@@ -156,9 +153,7 @@ def reset(args: argparse.Namespace) -> int:
     )
     if not confirm(question, args.yes):
         return 1
-    marks = applied_marks(store, args.policy)  # the cut: rewards at or below are forgotten
-    version = store.reset(args.policy)
-    record_change(store, args.policy, "reset", marks=marks)
+    version = store.reset(args.policy)  # recorded with its cut: the watermarks at the reset
     print(f"policy {args.policy!r} reset: learned state cleared, now at version {version}")
     return 0
 
@@ -250,6 +245,8 @@ def render(report) -> str:
         f"features   {cfg['n_features']}",
         f"objective  {report.objective}",
     ]
+    if report.held is not None:
+        lines.append(f"HELD       {report.held}")
     if report.constraint is not None:
         lines += ["", "constraint (every observation that updated the policy; learned cohort "
                   "alone: `rl-commons report`)"]  # fmt: skip

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from policy_store import ConfigError, make_config
-from stream_app import record_change
+from policy_store import ConfigError, UnknownPolicyError, make_config
+from stream_app import held_policies
 
 from .._constraint import describe_objective
 from ._common import (
@@ -94,8 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "delete",
         help="delete a policy and its learned state",
         description=(
-            "Delete a policy: its config, learned state, version, aggregates and health counters. "
-            "Asks for confirmation on a terminal; pass --yes in scripts."
+            "Delete a policy: its config, learned state, version, aggregates and health counters; "
+            "the deletion is recorded (a rebuild no longer restores it). A policy the stream "
+            "workers hold because Redis lost it can be deleted too: its deletion is recorded and "
+            "the workers dead-letter its rewards. Asks for confirmation on a terminal; pass "
+            "--yes in scripts."
         ),
     )
     d.add_argument("name", help="policy name")
@@ -170,8 +173,7 @@ def create(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(one_line(exc)) from None
     store = store_from(args)
-    store.create(config)
-    record_change(store, config.name, "create")
+    store.create(config)  # recorded by the store (rebuild restores it from Kafka)
     print(
         f"created policy {config.name!r}: arms {', '.join(config.arms)}; "
         f"{config.n_features} features; {config.algorithm.name}; "
@@ -260,11 +262,24 @@ def show(args: argparse.Namespace) -> int:
 
 def delete(args: argparse.Namespace) -> int:
     store = store_from(args)
-    head = store.head(args.name)  # unknown policy -> clear error before asking
+    try:
+        head = store.head(args.name)  # unknown policy -> clear error before asking
+    except UnknownPolicyError:
+        held = held_policies(store).get(args.name)
+        if held is None:  # neither in Redis nor held by a worker: a typo, most likely
+            raise
+        question = (
+            f"Policy {args.name!r} is gone from Redis and stream workers hold its rewards. "
+            "Record its deletion (its held rewards go to the DLQ as unknown_policy)?"
+        )
+        if not confirm(question, args.yes):
+            return 1
+        store.record_deletion(args.name)
+        print(f"recorded the deletion of policy {args.name!r} (it was no longer in Redis)")
+        return 0
     question = f"Delete policy {args.name!r} (version {head.version}) with all its learned state?"
     if not confirm(question, args.yes):
         return 1
-    store.delete(args.name)
-    record_change(store, args.name, "delete")
+    store.delete(args.name)  # recorded by the store
     print(f"deleted policy {args.name!r}")
     return 0

@@ -34,7 +34,7 @@ from policy_store import (
     StoreUnavailableError,
     UnknownPolicyError,
 )
-from stream_app import held_policies, record_change
+from stream_app import held_policies
 
 from .. import read_policy_report
 
@@ -220,7 +220,6 @@ class DashboardRoutes:
             cfg = await self._run(
                 self.store.update_config, r.match_info["name"], rollout_fraction=float(fraction)
             )
-            await self._run(record_change, self.store, cfg.name, "rollout")
             return web.json_response(
                 {"name": cfg.name, "rollout_fraction": cfg.rollout_fraction, "enabled": cfg.enabled}
             )
@@ -240,7 +239,6 @@ class DashboardRoutes:
                     f'enabled {enabled!r}: send true or false, e.g. {{"enabled": false}}'
                 )
             cfg = await self._run(self.store.update_config, r.match_info["name"], enabled=enabled)
-            await self._run(record_change, self.store, cfg.name, "enabled")
             return web.json_response(
                 {"name": cfg.name, "rollout_fraction": cfg.rollout_fraction, "enabled": cfg.enabled}
             )
