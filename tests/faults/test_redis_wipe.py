@@ -11,6 +11,10 @@ loop (an in-memory store fed the rewards topic), to 1e-9. No forgetting: the sum
 exact (docs/operations.md, Rebuild).
 
 The size is ``RL_COMMONS_FAULT_REWARDS`` (default 50,000; set it lower for a quick run).
+
+A second, smaller test wipes Redis while no worker runs and then starts one: it never
+saw the policy in Redis, but the policies topic records it, so it holds the policy's
+rewards instead of dead-lettering them as ``unknown_policy``.
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ def _reference(settings: Settings, svc, n: int, config: PolicyConfig):
     return ref, len(rewards)
 
 
-def test_rebuild_after_redis_lost_its_data_is_exact(fault_services, tmp_path, capsys):
-    svc = fault_services
+def _setup(svc) -> tuple[Settings, list[str], list[str]]:
+    """Settings, the CLI's Redis and Kafka options, and policy ``p`` created by the CLI."""
     settings = Settings(
         kafka_bootstrap=svc.bootstrap,
         redis_url=svc.redis_url,
@@ -85,6 +89,19 @@ def test_rebuild_after_redis_lost_its_data_is_exact(fault_services, tmp_path, ca
     assert (
         main(["policy", "create", "p", "--arms", ",".join(ARMS), "--features", str(D), *cli]) == 0
     )
+    return settings, cli, kafka
+
+
+def _reason(worker) -> str:
+    try:
+        return json.loads(worker.get("/ready")[1]).get("reason") or ""
+    except OSError:
+        return ""
+
+
+def test_rebuild_after_redis_lost_its_data_is_exact(fault_services, tmp_path, capsys):
+    svc = fault_services
+    settings, cli, kafka = _setup(svc)
     config = svc.store().get_config("p")
     pairs = make_pairs(N_DECISIONS, policy="p", arms=ARMS, n_features=D, seed=13)
     expected = expected_counts(pairs)
@@ -119,13 +136,9 @@ def test_rebuild_after_redis_lost_its_data_is_exact(fault_services, tmp_path, ca
             activity=activity,
         )
 
-        def reason() -> str:
-            try:
-                return json.loads(worker.get("/ready")[1]).get("reason") or ""
-            except OSError:
-                return ""
-
-        wait_until(lambda: "rl-commons rebuild p" in reason(), 60, "/ready to name the held policy")
+        wait_until(
+            lambda: "rl-commons rebuild p" in _reason(worker), 60, "/ready to name the held policy"
+        )
         assert worker_counter(worker, "rlc_dlq_total") <= 0
         assert worker.proc.poll() is None
 
@@ -152,3 +165,40 @@ def test_rebuild_after_redis_lost_its_data_is_exact(fault_services, tmp_path, ca
         f"\nRedis wiped after {before:.0f} of {N_DECISIONS} rewards applied; rebuild: "
         f"{err.strip().splitlines()[-1] if err.strip() else ''}; n per arm exact {final}"
     )
+
+
+def test_a_worker_started_after_the_wipe_holds_the_recorded_policy(fault_services, tmp_path):
+    svc = fault_services
+    settings, cli, kafka = _setup(svc)
+    pairs = make_pairs(2000, policy="p", arms=ARMS, n_features=D, seed=14)
+    worker = WorkerProcess(settings, "w0", app_id=f"{svc.key_prefix}-stream", workdir=tmp_path)
+    producer = raw_producer(svc.bootstrap)
+    try:
+        worker.start().wait_ready(120)  # relays the creation to the policies topic
+        wait_until(lambda: "p" in read_policy_records(settings, 5), 60, "the config's record")
+    finally:
+        worker.stop()
+    svc.wipe_redis()  # no worker runs: none ever saw the policy go
+    worker = WorkerProcess(settings, "w1", app_id=f"{svc.key_prefix}-stream", workdir=tmp_path)
+    try:
+        worker.start()
+        produce_pairs(producer, svc.topics, pairs)
+        producer.flush(60)
+        wait_until(
+            lambda: "rl-commons rebuild p" in _reason(worker), 120, "/ready to name the policy"
+        )
+        wait_for_progress(
+            lambda: worker_counter(worker, "rlc_rewards_total"),
+            len(pairs),
+            "rewards joined after the wipe",
+            activity=lambda: worker_activity(worker),
+        )
+        assert worker_counter(worker, "rlc_dlq_total") <= 0
+        assert main(["rebuild", "p", "--quiet", *kafka, *cli]) == 0
+        n = lambda: sum(s.n for s in svc.store().read_state("p").arms.values())  # noqa: E731
+        wait_until(lambda: n() == len(pairs), 120, "every reward applied once")
+    except BaseException:
+        print(worker.log_tail())
+        raise
+    finally:
+        worker.stop()

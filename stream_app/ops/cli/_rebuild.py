@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "policies topic, then its learned state by replaying the rewards topic through the "
             "worker's update rule. Without forgetting counts and sums are exact; the multiplier "
             "of a quality floor or budget is close, not equal (docs/operations.md, Rebuild). "
-            "Workers paused by a wiped Redis resume by themselves afterwards."
+            "Workers holding the policy (a wiped Redis, or one restored from an older snapshot: "
+            "use --replace) resume by themselves afterwards."
         ),
         epilog="examples: rl-commons rebuild provider_selection | rl-commons rebuild --all",
     )
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--replace",
         action="store_true",
-        help="delete a policy Redis still holds before restoring it",
+        help="drop what Redis still holds of the policy (e.g. state restored from an older "
+        "snapshot) before restoring it",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     add_kafka_options(p, timeout=60.0)
