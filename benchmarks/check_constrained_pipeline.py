@@ -176,6 +176,7 @@ def pipeline(svc: EmbeddedServices, objective: str, seed: int, args):
         algorithm=ALGORITHM,
         objective=OBJECTIVES[objective],
         baseline_arm="gpt-4",
+        rollout_fraction=1.0,  # plain selectors: the learned policy serves every request
     )
     store.create(config)
     worker = WorkerProcess(

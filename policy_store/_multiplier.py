@@ -12,9 +12,10 @@ would, with the baseline arm's estimated quality (the floor's target) held at th
 snapshot's. The in-process learner steps once per outcome, the stream worker once per
 batch; both through this class, so the rule is the same in one place.
 
-A quality floor given as a margin has no target while the baseline arm has fewer than
-``MIN_BASELINE`` observations with components (its estimate is shrunk towards 0 by the
-ridge until then): λ does not move, and the selectors serve the baseline arm
+A floor given as a margin is tested by the operator cohort against cohort, so its buffer
+is sized with the rollout split (``cohort_samples``). It has no target while the baseline
+arm has fewer than ``MIN_BASELINE`` observations with components (its estimate is shrunk
+towards 0 by the ridge until then): λ does not move, and the selectors serve the baseline arm
 (``awaits_baseline``), a conservative start in the spirit of Kazerouni et al. (2017).
 """
 
@@ -63,6 +64,27 @@ class ConstraintStatus:
     measured: float
     n: float
     dual: float
+
+
+Sums = tuple[float, float, float]
+
+
+def cohort_samples(fraction: float, served: Sums, own: Sums) -> tuple[Sums, Sums]:
+    """The two samples the report's test compares, sized by the rollout split: with a
+    fraction f of traffic learned (0 < f < 1) the learned cohort holds f·n of the n
+    observations and the baseline cohort (1 − f)·n, whatever the baseline arm's own
+    count; each keeps its mean and variance (``served``: every arm's sums, ``own``: the
+    baseline arm's). With f = 1 there is no baseline cohort and the arm's own sums stay
+    the baseline sample.
+
+    >>> cohort_samples(0.5, (90.0, 81.0, 100.0), (18.0, 16.2, 20.0))[1]
+    (45.0, 40.5, 50.0)
+    """
+    n, m = served[2], own[2]
+    if not 0.0 < fraction < 1.0 or n <= 0.0 or m <= 0.0:
+        return served, own
+    a, b = fraction, (1.0 - fraction) * n / m
+    return (served[0] * a, served[1] * a, n * a), (own[0] * b, own[1] * b, m * b)
 
 
 def awaits_baseline(config: PolicyConfig, snap: Snapshot) -> bool:
@@ -157,6 +179,7 @@ class DualSteps:
             own = (self._own[0], self._own[1], self._own[2])
             # the baseline estimate's variance: its quality's sample variance × x̄ᵀA⁻¹x̄
             target_variance = _mean_variance(*own) * own[2] * self._spread
+            served, own = cohort_samples(self.config.rollout_fraction, served, own)
             self.buffer = welch_buffer(objective, served, own, target_variance)
         self.target = self._target if math.isfinite(self.buffer) else math.nan
         self.bound = constraint_bound(objective, self.target, self.buffer)
