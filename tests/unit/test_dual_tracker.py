@@ -4,6 +4,8 @@ policies."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -238,3 +240,18 @@ def test_baseline_and_shadow_traffic_update_the_statistics_but_not_lambda(kind):
     after = store.read_state("p")
     assert after.dual == moved.dual
     assert sum(st.n for st in after.arms.values()) == pytest.approx(n_before + 300)
+
+
+def test_an_empty_batch_moves_lambda_alone_and_a_replayed_one_does_not():
+    """How an operator resets λ (``rl-commons objective --reset-multiplier``)."""
+    store = InMemoryPolicyStore()
+    store.create(config("floor"))
+    obs = to_observations([reward("p", i, a, x, o) for i, a, x, o, _ in world(2, 5)], spec=SPEC)
+    store.apply("p", obs, dual_delta=3.0)
+    version = store.read_state("p").version
+    store.apply("p", obs, dual_delta=5.0)  # replayed: nothing moves
+    assert store.read_state("p").dual == 3.0 and store.read_state("p").version == version
+    store.apply("p", [], dual_delta=-sys.float_info.max)
+    state = store.read_state("p")
+    assert state.dual == 0.0 and state.version == version + 1
+    assert sum(st.n for st in state.arms.values()) == 5.0
