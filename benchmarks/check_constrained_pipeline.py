@@ -95,13 +95,14 @@ class Played:
     cost: float
     lag: float = 0.0  # mean outcomes reported but not yet in the selecting snapshot
     dual: float = 0.0  # λ of the last selector's snapshot at the end
+    path: list[float] | None = None  # λ each selection was made with
 
 
 def play(seed: int, requests: int, selectors, rate: float | None, delay: int = 0) -> Played:
     """Serve ``requests`` round-robin over ``selectors``; each outcome is reported at once
     (in-process: ``delay`` requests later)."""
     rng = np.random.default_rng(1000 + seed)
-    q_served, c_served, lags = [], [], []
+    q_served, c_served, lags, path = [], [], [], []
     late: deque = deque()
     t0 = time.monotonic()
     for i in range(requests):
@@ -114,6 +115,7 @@ def play(seed: int, requests: int, selectors, rate: float | None, delay: int = 0
         view = selector.reader.view if selector.reader is not None else None
         if view is not None:
             lags.append(i - float(np.sum(view.snapshot.n)))
+            path.append(float(view.snapshot.dual))
         d = selector.select(request)
         a = ARMS.index(d.provider)
         q = QUALITY[a, request["kind"]]
@@ -135,7 +137,8 @@ def play(seed: int, requests: int, selectors, rate: float | None, delay: int = 0
     lag = float(np.mean(lags)) if lags else 0.0
     view = selectors[-1].reader.view if selectors[-1].reader is not None else None
     dual = float(view.snapshot.dual) if view is not None else float("nan")
-    return Played(float(np.mean(q_served[half:])), float(np.mean(c_served[half:])), lag, dual)
+    q, c = float(np.mean(q_served[half:])), float(np.mean(c_served[half:]))
+    return Played(q, c, lag, dual, path)
 
 
 def in_process(objective: str, seed: int, requests: int, selector_seed=None, delay=0) -> Played:
@@ -173,6 +176,7 @@ def pipeline(svc: EmbeddedServices, objective: str, seed: int, args):
         algorithm=ALGORITHM,
         objective=OBJECTIVES[objective],
         baseline_arm="gpt-4",
+        rollout_fraction=1.0,  # plain selectors: the learned policy serves every request
     )
     store.create(config)
     worker = WorkerProcess(

@@ -8,15 +8,12 @@ from ._compat import ContextualBandit, RLAgent
 from ._components import COMPONENTS, ComponentStats, component_values, reward_weights
 from ._config import AlgorithmConfig, PolicyConfig, RewardSpec, make_config
 from ._constraint import (
-    ConstraintStatus,
     confidence_buffer,
     constraint_bound,
-    constraint_status,
     constraint_target,
     dual_delta,
     normalised_max_cost,
     objective_weights,
-    policy_dual_delta,
     snapshot_weights,
     welch_buffer,
 )
@@ -32,6 +29,14 @@ from ._errors import (
 )
 from ._keys import PolicyKeys
 from ._memory import InMemoryPolicyStore
+from ._multiplier import (
+    MIN_BASELINE,
+    ConstraintStatus,
+    DualSteps,
+    awaits_baseline,
+    constraint_status,
+    policy_dual_delta,
+)
 from ._objective import Objective
 from ._outcome import (
     OUTCOME_COMPONENTS,
@@ -84,6 +89,9 @@ __all__ = [
     "normalised_max_cost",
     "dual_delta",
     "policy_dual_delta",
+    "DualSteps",
+    "awaits_baseline",
+    "MIN_BASELINE",
     "constraint_target",
     "constraint_bound",
     "confidence_buffer",

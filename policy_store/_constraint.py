@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -270,89 +269,3 @@ def baseline_quality(snap: Snapshot, arm: str) -> tuple[float, float] | None:
     else:
         spread = float(x @ snap.a_inv[k] @ x)
     return estimate, spread
-
-
-@dataclass(frozen=True)
-class ConstraintStatus:
-    """Where a constrained policy stands, in normalised units (cost: ``max_cost``/``cost_cap``).
-
-    ``target``: the floor or budget; ``buffer``: its confidence tightening
-    (``welch_buffer`` for a floor, ``confidence_buffer`` for a budget; NaN with the
-    target); ``bound``:
-    what the multiplier enforces (``constraint_bound``); ``measured``: the realised mean
-    of the component over every observation with components (NaN without any) and
-    ``n`` their weight; ``dual``: λ of the snapshot.
-    """
-
-    component: str
-    target: float
-    buffer: float
-    bound: float
-    measured: float
-    n: float
-    dual: float
-
-
-def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus | None:
-    """The constraint of ``config``'s objective on ``snap`` (None for the weighted objective).
-
-    A floor relative to the baseline is tightened by ``welch_buffer`` of quality over
-    every arm against the baseline arm's own sums (the sample the report's baseline
-    cohort is), with the variance of the baseline's estimate (its quality's variance ×
-    x̄ᵀA⁻¹x̄) in the power term; an absolute floor by the one-sample form; a budget by
-    ``confidence_buffer``. A margin has no target before any observation with
-    components (target, bound NaN: the multiplier does not move on it)."""
-    objective = config.objective
-    if not objective.constrained or objective.component is None:
-        return None
-    j = COMPONENTS.index(objective.component)
-    s = float(snap.comp_s[:, j].sum()) if snap.comp_s is not None else 0.0
-    s2 = float(snap.comp_s2[:, j].sum()) if snap.comp_s2 is not None else 0.0
-    n = float(snap.comp_s[:, ONE].sum()) if snap.comp_s is not None else 0.0
-    if objective.kind == "budget":
-        target = constraint_target(objective, config.reward)
-        buffer = confidence_buffer(objective, s, s2, n)
-    elif objective.quality_margin is None:
-        target = constraint_target(objective, config.reward)
-        buffer = welch_buffer(objective, (s, s2, n), None, 0.0)
-    else:
-        base = baseline_quality(snap, config.fallback_arm)
-        k = snap.index.get(config.fallback_arm)
-        if base is None or k is None or snap.comp_s is None or snap.comp_s2 is None:
-            target, buffer = math.nan, math.nan
-        else:
-            target = constraint_target(objective, config.reward, base[0])
-            own = (float(snap.comp_s[k, j]), float(snap.comp_s2[k, j]), float(snap.comp_s[k, ONE]))
-            # the baseline estimate's variance: its quality's sample variance × x̄ᵀA⁻¹x̄
-            target_variance = _mean_variance(*own) * own[2] * base[1] if own[2] >= 2.0 else 0.0
-            buffer = welch_buffer(objective, (s, s2, n), own, target_variance)
-    return ConstraintStatus(
-        component=objective.component,
-        target=target,
-        buffer=buffer,
-        bound=constraint_bound(objective, target, buffer),
-        measured=s / n if n > 0 else math.nan,
-        n=n,
-        dual=float(snap.dual),
-    )
-
-
-def policy_dual_delta(
-    config: PolicyConfig,
-    snap: Snapshot,
-    values: np.ndarray | Sequence[Sequence[float]],
-    weights: np.ndarray | Sequence[float] | None = None,
-) -> float:
-    """The multiplier's step for a batch of outcomes learnt into ``snap`` under
-    ``config``'s objective: ``dual_delta`` at the bound of ``constraint_status(config,
-    snap)``. 0 for the weighted objective, and while the constraint has no target yet
-    (a margin before any observation with components). The one rule of the
-    in-process learner (one outcome at a time) and the stream worker (one batch on the
-    snapshot of the state it is applied to); ``values``/``weights`` as ``dual_delta``'s.
-    """
-    if not config.objective.constrained:
-        return 0.0
-    status = constraint_status(config, snap)
-    if status is None or not math.isfinite(status.bound):
-        return 0.0
-    return dual_delta(config.objective, status.bound, values, weights)

@@ -172,9 +172,10 @@ class PolicyStore(ABC):
 
         ``dual_delta`` moves the policy's Lagrange multiplier, λ ← max(0, λ + dual_delta),
         in the same atomic step as the statistics. The caller computes it from the
-        observations it passes: when none of them is new (all duplicates, or an empty
-        batch) λ does not move; when some were duplicates, the delta is still applied
-        once, with the fresh part (the store cannot split it by observation).
+        observations it passes: when none of them is new (all duplicates) λ does not move;
+        when some were duplicates, the delta is still applied once, with the fresh part
+        (the store cannot split it by observation). With no observations at all it moves
+        λ alone (a new version); ``-sys.float_info.max`` resets it to 0.
         """
         if not math.isfinite(dual_delta):
             raise InvalidDeltaError("dual_delta must be a finite number; nothing was applied")
@@ -209,9 +210,10 @@ class PolicyStore(ABC):
         mode = marks if positioned else None
         while True:
             if not pending:
-                if mode:  # everything was applied before: move the watermarks past it
+                alone = dual_delta if n_obs == 0 else 0.0  # λ alone: no batch was given
+                if mode or alone:  # else everything was applied before: move the watermarks
                     version, _ = self._apply_deltas(
-                        ApplyRequest(config, [], {}, 0.0, mode, dedupe_window)
+                        ApplyRequest(config, [], {}, alone, mode, dedupe_window)
                     )
                 else:
                     version = self.version(name)

@@ -26,7 +26,10 @@ used — in both selectors; a request the rollout gives the baseline is not a fa
 
 Cold start: an arm with fewer than ``warm_start`` observations is served
 before the bandit is trusted (uniformly among such arms, with that probability
-as the propensity), like UCB1's initial pulls.
+as the propensity), like UCB1's initial pulls. Before that, a quality floor relative to
+the baseline arm serves the baseline arm (propensity 1) until the floor has a target
+(``policy_store.awaits_baseline``: enough observations of that arm), so the policy does
+not trade quality for cost before it knows what quality it must keep.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from policy_store import (
     RewardSpec,
     Settings,
     Snapshot,
+    awaits_baseline,
 )
 
 from ._decision import Decision, _DecisionEncoder, new_decision_id
@@ -143,7 +147,7 @@ class ProviderSelector(OutcomeReporting):
         self._outcomes = OutcomeTracker(max_pending, self._source.learner)
         self._track_all = self._outcomes.track_all
         self._encoder: _DecisionEncoder | None = None
-        self._untried: tuple[Snapshot | None, tuple[int, ...]] = (None, ())
+        self._untried: tuple[Snapshot | None, tuple[int, ...], int | None] = (None, (), None)
         # counters
         self.decisions = 0
         self.unlogged = 0
@@ -277,11 +281,15 @@ class ProviderSelector(OutcomeReporting):
     def _learned(self, view: ReaderView, x: tuple[float, ...]) -> tuple[str, float, Any]:
         """The learned policy's choice: (arm, its probability, distribution over all arms)."""
         snap = view.snapshot
-        cached_snap, untried = self._untried
+        cached_snap, untried, base = self._untried
         if cached_snap is not snap:
             n = snap.n.tolist()
             untried = tuple(i for i, v in enumerate(n) if v < self.warm_start)
-            self._untried = (snap, untried)
+            config = view.config
+            base = snap.index.get(config.fallback_arm) if awaits_baseline(config, snap) else None
+            self._untried = (snap, untried, base)
+        if base is not None:  # a quality floor without a target yet: the baseline arm
+            return snap.arms[base], 1.0, [1.0 if j == base else 0.0 for j in range(len(snap.arms))]
         if untried:
             k = len(untried)
             i = untried[int(self._rng.random() * k)] if k > 1 else untried[0]

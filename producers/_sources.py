@@ -9,9 +9,10 @@
   outcome only the arm it changed is refactorised (``PolicyReader.refresh_applied``). It is its own
   ``learner``: observations go through the store's ``apply`` (the same statistics
   update as every store), with their outcome components; under a constrained
-  objective each one also moves the multiplier λ by ``policy_store.policy_dual_delta``
-  (computed on the snapshot the decision was learnt into, atomically with the
-  observation), and the reader rebuilds θ at the new λ. With a user feature
+  objective each one also moves the multiplier λ by ``policy_store.DualSteps`` (the
+  stream worker's rule, one outcome at a time; kept between outcomes and started again
+  from the current snapshot when the config changed or the evidence grew by 1 %),
+  atomically with the observation, and the reader rebuilds θ at the new λ. With a user feature
   function and no ``n_features`` the policy is created at first use, sized by that
   request's feature vector.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from policy_store import (
     AlgorithmConfig,
+    DualSteps,
     InMemoryPolicyStore,
     Objective,
     Observation,
@@ -34,7 +36,6 @@ from policy_store import (
     component_values,
     make_config,
     outcome_reward,
-    policy_dual_delta,
 )
 
 from ._features import FeatureFn, check_vector
@@ -123,6 +124,7 @@ class InProcessSource:
         self.learner = self
         self.store = InMemoryPolicyStore()
         self.reader: PolicyReader | None = None
+        self._steps: DualSteps | None = None  # a constrained objective's multiplier steps
         self._make_config = make_config
         self._feature_fn = feature_fn
         self._lock = threading.Lock()
@@ -190,11 +192,25 @@ class InProcessSource:
         obs = Observation(decision_id, arm, tuple(features), reward, components=components)
         with self._lock:  # apply and refresh together: a later version is never replaced
             view = reader.view
+            steps = self._dual_steps(view)
             # only what the learned policy served moves λ (baseline/shadow: statistics only)
-            delta = policy_dual_delta(view.config, view.snapshot, [components]) if learned else 0.0
+            delta = steps.step([obs], [learned]) if steps is not None else 0.0
             version = self.store.apply(view.config.name, [obs], dual_delta=delta).version
+            if steps is not None:
+                steps.version = version
             reader.refresh_applied((arm,), version)
         return version
+
+    def _dual_steps(self, view: ReaderView) -> DualSteps | None:
+        """The multiplier's steps, current with ``view`` (None for the weighted objective)."""
+        config = view.config
+        if not config.objective.constrained:
+            self._steps = None
+            return None
+        steps = self._steps
+        if steps is None or steps.version != view.snapshot.version or steps.stale(config):
+            steps = self._steps = DualSteps(config, view.snapshot)
+        return steps
 
     def update_config(self, **changes: Any) -> PolicyConfig:
         """Change the config now (e.g. ``rollout_fraction``, ``enabled``, ``shadow``, ``arms``)."""

@@ -4,7 +4,7 @@ Each reward becomes an ``Observation`` with its scalar reward and its component 
 (``to_observations`` with the policy's ``RewardSpec``, read once per policy and batch), so
 the store keeps per-component sums beside the reward sums. Under a constrained
 objective the batch also moves the policy's multiplier λ, atomically with it: the step
-is ``_dual.DualTracker``'s (the in-process learner's rule, on the current state).
+is ``_dual.DualTracker``'s (the in-process learner's rule, one outcome after the other).
 
 Exactly-once effect: the engine holds the Kafka offsets of a batch until
 ``Updater.apply`` returned (``_engine``) and passes each reward's position in the
@@ -215,13 +215,12 @@ class Updater:
             self.metrics.batch_size.observe(len(rewards))
         return result
 
-    def _learned(self, rewards: Sequence[RewardEvent], obs: list[Observation]) -> list[Observation]:
-        """The observations of the ``rl`` cohort: only what the learned policy served moves
-        the multiplier (baseline and shadow traffic is served by the baseline; it still
-        updates the statistics). ``obs`` holds one observation per reward with a positive
-        cohort weight, in order."""
-        kept = [r for r in rewards if self.cohort_weights.get(r.cohort, 1.0) > 0]
-        return [o for o, r in zip(obs, kept, strict=True) if r.cohort == "rl"]
+    def _learned(self, rewards: Sequence[RewardEvent]) -> list[bool]:
+        """Which observations (one per reward with a positive cohort weight, in order) are
+        of the ``rl`` cohort: only what the learned policy served moves the multiplier
+        (baseline and shadow traffic is served by the baseline; it still updates the
+        statistics and the evidence the constraint's bound is computed on)."""
+        return [r.cohort == "rl" for r in rewards if self.cohort_weights.get(r.cohort, 1.0) > 0]
 
     def _apply_policy(
         self, policy: str, items: list[_Item], result: BatchResult, isolating: bool = False
@@ -245,8 +244,9 @@ class Updater:
                 policy,
                 obs,
                 dedupe_window=self.dedupe_window,
-                dual_delta=self.dual.delta(head, self._learned(rewards, obs)),
+                dual_delta=self.dual.delta(head, obs, self._learned(rewards)),
             )
+            self.dual.applied(policy, res.version, res.applied == len(obs))
         except UnknownPolicyError as exc:
             why = self.lost(policy) if self.lost is not None else None
             if why is not None:  # a wiped Redis, not a deletion: the rewards wait

@@ -114,19 +114,31 @@ def test_objective_verb_shows_changes_and_refuses(rlc, redis_store):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("→ quality floor: minimise cost + 0.2·latency while mean "
                                         "quality ≥ gpt-4's quality − 0.01")  # fmt: skip
-    # a multiplier learnt under the floor is kept, and said so, when the kind changes
     redis_store.apply("p", [Observation("d0", "gpt-4", (1.0, 0.5), 0.7,
                                         components=(0.9, 0.6, 0.1, 0.0, 1.0))],
                       dual_delta=2.5)  # fmt: skip
+    # a new margin keeps the multiplier (same kind: it adapts)
+    proc = rlc("objective", "p", "--quality-margin", "0.02")
+    assert proc.returncode == 0 and "reset" not in proc.stdout
+    assert redis_store.read_state("p").dual == 2.5
+    # a change of kind resets it: a floor's λ means nothing to a budget
     proc = rlc("objective", "p", "--budget", "0.01")
     assert proc.returncode == 0, proc.stderr
     assert "→ budget: maximise quality while mean cost ≤ $0.0100 per request" in proc.stdout
-    assert "note: the multiplier λ 2.5 was learnt under quality_floor" in proc.stdout
+    assert "multiplier λ reset to 0 (was 2.5)" in proc.stdout
+    state = redis_store.read_state("p")
+    assert state.dual == 0.0 and state.arms["gpt-4"].n == 1.0  # the statistics stay
     assert (
         rlc("objective", "p", "--budget", "0.01")
         .stdout.strip()
         .startswith("policy 'p': objective unchanged (budget:")
     )
+    # --reset-multiplier alone: λ to 0, the objective as it was
+    redis_store.apply("p", [], dual_delta=0.4)
+    proc = rlc("objective", "p", "--reset-multiplier")
+    assert proc.returncode == 0 and "multiplier λ reset to 0 (was 0.4)" in proc.stdout
+    assert redis_store.read_state("p").dual == 0.0
+    assert redis_store.get_config("p").objective.max_cost == 0.01
     for argv, expected in (
         (["--budget", "0.06"], "is not below reward.cost_cap 0.05"),
         (["--quality-floor", "1.2"], "objective.quality_floor: Input should be less than or equal"),
@@ -171,6 +183,7 @@ def test_the_workers_aggregates_record_the_multiplier_per_minute(redis_store):
 def test_inspect_and_report_show_the_constraint(rlc, redis_store):
     assert rlc("policy", "create", "route", *ARMS, "--cost-cap", "0.05", "--max-cost",
                "0.02").returncode == 0  # fmt: skip
+    redis_store.update_config("route", rollout_fraction=0.5)  # the loop's split
     run_loop(redis_store, "route")
     proc = rlc("inspect", "route", "--no-kafka")
     assert proc.returncode == 0, proc.stderr

@@ -4,12 +4,15 @@ policies."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from policy_store import (
     InMemoryPolicyStore,
     Objective,
+    Observation,
     PolicyReader,
     RewardSpec,
     component_values,
@@ -87,33 +90,60 @@ def test_worker_moves_lambda_exactly_like_the_in_process_learner(kind, seed):
     assert max(lambdas) > 0.0  # the rule was exercised, not just 0 == 0
 
 
+def one_by_one(cfg, store_obs, batch_obs, learned):
+    """λ after ``batch_obs`` learnt one at a time, each step on a fresh snapshot."""
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    store.apply("p", store_obs)
+    reader = PolicyReader(store, "p", start=False, notify=False)
+    for o, move in zip(batch_obs, learned, strict=True):
+        reader.refresh()
+        step = policy_dual_delta(cfg, reader.view.snapshot, [o], [move])
+        store.apply("p", [o], dual_delta=step)
+    return store.read_state("p").dual
+
+
 @pytest.mark.parametrize("kind", sorted(OBJECTIVES))
-def test_a_batchs_step_is_the_rule_on_the_current_snapshot_weighted_like_the_statistics(kind):
+@pytest.mark.parametrize("start", [40, 200])
+def test_a_batch_moves_lambda_as_its_outcomes_learnt_one_by_one(kind, start):
+    """Early (few observations: the buffer shrinks within the batch) and later, with a
+    mixed batch (baseline-cohort rewards add evidence but do not step λ)."""
     cfg = config(kind)
     store = InMemoryPolicyStore()
     store.create(cfg)
-    data = world(7, 400)
+    data = world(7, start + 300)
     weights = {"rl": 1.0, "baseline": 0.5}
     updater = Updater(store, cohort_weights=weights)
-    updater.apply([reward("p", i, a, x, o, c) for i, a, x, o, c in data[:200]])
-    before = store.read_state("p").dual
-
-    batch = [reward("p", i, a, x, o, c) for i, a, x, o, c in data[200:]]
-    reader = PolicyReader(store, "p", start=False, notify=False)
-    reader.refresh()
-    # only the learned cohort's observations move λ (baseline traffic is the baseline's)
-    obs = to_observations([r for r in batch if r.cohort == "rl"], weights, SPEC)
-    expected = policy_dual_delta(
-        cfg, reader.view.snapshot, [o.components for o in obs], [o.weight for o in obs]
-    )
-    # the same as one observation at a time on that snapshot (the step is linear)
-    singles = sum(
-        policy_dual_delta(cfg, reader.view.snapshot, [o.components], [o.weight]) for o in obs
-    )
-    assert expected == pytest.approx(singles)
-    assert expected != 0.0
+    head = [reward("p", i, a, x, o, "baseline") for i, a, x, o, _ in data[:start]]
+    updater.apply(head)
+    batch = [reward("p", i, a, x, o, c) for i, a, x, o, c in data[start:]]
     updater.apply(batch)
-    assert store.read_state("p").dual == pytest.approx(max(0.0, before + expected))
+    seq = one_by_one(
+        cfg,
+        to_observations(head, weights, SPEC),
+        to_observations(batch, weights, SPEC),
+        [r.cohort == "rl" for r in batch],
+    )
+    assert seq > 0.0
+    # renewed at every 1 % of evidence instead of every outcome: close, not exact
+    assert store.read_state("p").dual == pytest.approx(seq, rel=0.01)
+
+
+def test_each_step_is_projected_on_zero_like_one_by_one():
+    """A slack stretch cannot bank credit against a later violation in the same batch."""
+    objective = Objective(kind="budget", max_cost=0.03, confidence=0.5)  # no buffer
+    cfg = in_process_config("p", ARMS, 3, reward=SPEC, objective=objective)
+    store = InMemoryPolicyStore()
+    store.create(cfg)
+    v = [component_values(SPEC, quality=0.9, cost=c, latency=100.0) for c in (0.0, 0.05)]
+    obs = [
+        Observation(f"d{i}", "gpt-4", (1.0, 0.0, 0.0), 0.5, components=v[i >= 10])
+        for i in range(20)
+    ]
+    step = DualTracker(store).delta(store.head("p"), obs)
+    # 10 slack outcomes leave λ at 0 (their sum, -3η, is not banked); the 10 violations
+    # then step it by η·(0.5 - 0.3) each
+    assert step == pytest.approx(10 * cfg.objective.step * 0.2)
 
 
 class CountingStore(InMemoryPolicyStore):
@@ -136,24 +166,37 @@ def test_weighted_policies_cost_no_snapshot_and_leave_lambda_at_zero():
     assert store.read_state("p").dual == 0.0
 
 
-def test_the_snapshot_is_rebuilt_only_when_the_version_or_config_moved():
+def test_the_state_is_read_only_when_another_writer_the_config_or_the_evidence_moved():
     store = CountingStore()
     store.create(config("floor"))
     tracker = DualTracker(store)
-    data = world(3, 30)
+    data = world(3, 700)
     obs = to_observations([reward("p", i, a, x, o) for i, a, x, o, _ in data], spec=SPEC)
-    head = store.head("p")
-    first = tracker.delta(head, obs[:10])
-    assert tracker.delta(store.head("p"), obs[:10]) == first and tracker.rebuilds == 1
-    store.apply("p", obs[:10], dual_delta=first)
-    tracker.delta(store.head("p"), obs[10:])  # the version moved: the new state is read
+    store.apply("p", obs[:300])
+
+    def apply(part):
+        res = store.apply("p", part, dual_delta=tracker.delta(store.head("p"), part))
+        tracker.applied("p", res.version, complete=True)
+
+    apply(obs[300:301])
+    assert tracker.rebuilds == 1 and store.state_reads == 1
+    apply(obs[301:302])  # continues from the tracked evidence: no read
+    assert tracker.rebuilds == 1
+    store.apply("p", obs[302:303])  # another writer: the version moved under the tracker
+    tracker.delta(store.head("p"), obs[303:304])
     assert tracker.rebuilds == 2 and store.state_reads == 2
-    store.update_config("p", objective=Objective(kind="quality_floor", quality_floor=0.95))
-    tracker.delta(store.head("p"), obs[10:])  # the config moved: rebuilt under it
+    tracker.delta(store.head("p"), obs[303:304])  # not applied (no ``applied``): read again
     assert tracker.rebuilds == 3
-    store.update_config("p", objective=Objective())  # weighted now: the snapshot is dropped
-    assert tracker.delta(store.head("p"), obs[10:]) == 0.0 and tracker.rebuilds == 3
-    assert tracker._cache == {}
+    apply(obs[303:304])
+    apply(obs[304:600])  # the batch is folded into the tracked state as it goes
+    apply(obs[600:601])
+    assert tracker.rebuilds == 4
+    store.update_config("p", objective=Objective(kind="quality_floor", quality_floor=0.95))
+    tracker.delta(store.head("p"), obs[601:602])  # the config moved: rebuilt under it
+    assert tracker.rebuilds == 5
+    store.update_config("p", objective=Objective())  # weighted now: the steps are dropped
+    assert tracker.delta(store.head("p"), obs[602:]) == 0.0 and tracker.rebuilds == 5
+    assert tracker._steps == {}
 
 
 def test_observations_without_components_do_not_move_lambda():
@@ -171,10 +214,11 @@ def test_the_in_process_rule_is_the_shared_function():
     reader = PolicyReader(store, "p", start=False, notify=False)
     reader.refresh()
     v = component_values(SPEC, quality=0.5, cost=0.01, latency=100.0)
+    o = Observation("d", "llama", (1.0, 0.0, 0.0), 0.5, components=v)
     step = cfg.objective.step
-    assert policy_dual_delta(cfg, reader.view.snapshot, [v]) == pytest.approx(step * 0.3)
+    assert policy_dual_delta(cfg, reader.view.snapshot, [o]) == pytest.approx(step * 0.3)
     weighted = make_config(name="w", arms=ARMS, n_features=3)
-    assert policy_dual_delta(weighted, reader.view.snapshot, [v]) == 0.0
+    assert policy_dual_delta(weighted, reader.view.snapshot, [o]) == 0.0
 
 
 @pytest.mark.parametrize("kind", sorted(OBJECTIVES))
@@ -196,3 +240,18 @@ def test_baseline_and_shadow_traffic_update_the_statistics_but_not_lambda(kind):
     after = store.read_state("p")
     assert after.dual == moved.dual
     assert sum(st.n for st in after.arms.values()) == pytest.approx(n_before + 300)
+
+
+def test_an_empty_batch_moves_lambda_alone_and_a_replayed_one_does_not():
+    """How an operator resets λ (``rl-commons objective --reset-multiplier``)."""
+    store = InMemoryPolicyStore()
+    store.create(config("floor"))
+    obs = to_observations([reward("p", i, a, x, o) for i, a, x, o, _ in world(2, 5)], spec=SPEC)
+    store.apply("p", obs, dual_delta=3.0)
+    version = store.read_state("p").version
+    store.apply("p", obs, dual_delta=5.0)  # replayed: nothing moves
+    assert store.read_state("p").dual == 3.0 and store.read_state("p").version == version
+    store.apply("p", [], dual_delta=-sys.float_info.max)
+    state = store.read_state("p")
+    assert state.dual == 0.0 and state.version == version + 1
+    assert sum(st.n for st in state.arms.values()) == 5.0

@@ -124,9 +124,8 @@ def test_on_its_bound_the_learner_passes_the_report_95_percent_of_the_time(seed)
     assert passed_before / trials < 0.75, passed_before / trials
 
 
-def test_constraint_status_sizes_the_floor_from_the_baseline_arms_own_sums():
-    """A margin's buffer is ``welch_buffer`` of quality over every arm against the baseline
-    arm's own observations; the budget keeps the one-sided ``confidence_buffer``."""
+def two_arm_store(rollout_fraction: float):
+    """600 observations, 70 % of them the baseline arm's; (store, every quality, baseline's)."""
     rng = np.random.default_rng(7)
     spec = RewardSpec()
     arms = ("big", "small")
@@ -143,13 +142,29 @@ def test_constraint_status_sizes_the_floor_from_the_baseline_arms_own_sums():
             q_big.append(q)
     store = InMemoryPolicyStore()
     store.create(
-        make_config(name="p", arms=arms, n_features=2, objective=MARGIN, baseline_arm="big")
+        make_config(
+            name="p",
+            arms=arms,
+            n_features=2,
+            objective=MARGIN,
+            baseline_arm="big",
+            rollout_fraction=rollout_fraction,
+        )
     )
     store.apply("p", obs)
+    return store, np.array(q_all), np.array(q_big)
+
+
+def test_constraint_status_sizes_the_floor_from_the_baseline_arms_own_sums():
+    """A margin's buffer is ``welch_buffer`` of quality over every arm against the baseline
+    arm's own observations when every request is learned; the budget keeps the one-sided
+    ``confidence_buffer``."""
+    arms = ("big", "small")
+    store, q_all, q_big = two_arm_store(1.0)
     reader = PolicyReader(store, "p", start=False, notify=False)
     reader.refresh()
     status = constraint_status(reader.config, reader.view.snapshot)
-    plain = welch_buffer(MARGIN, sums(np.array(q_all)), sums(np.array(q_big)))
+    plain = welch_buffer(MARGIN, sums(q_all), sums(q_big))
     assert status.buffer > plain  # plus the variance of the baseline's estimate
     assert status.buffer == pytest.approx(plain, rel=0.2)
     assert status.bound == pytest.approx(status.target + status.buffer)
@@ -165,3 +180,23 @@ def test_constraint_status_sizes_the_floor_from_the_baseline_arms_own_sums():
     reader.refresh()
     budget = constraint_status(reader.config, reader.view.snapshot)
     assert budget.buffer == pytest.approx(0.0)  # every cost 0.5: no variance
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_with_a_rollout_split_the_floor_is_sized_for_the_cohorts_the_report_compares(fraction):
+    """The report tests the learned cohort (f·n requests) against the baseline cohort
+    ((1 − f)·n), not against every request the baseline arm served: the samples keep their
+    means and variances and take the cohorts' sizes."""
+    store, q_all, q_big = two_arm_store(fraction)
+    reader = PolicyReader(store, "p", start=False, notify=False)
+    reader.refresh()
+    status = constraint_status(reader.config, reader.view.snapshot)
+    n = len(q_all)
+    served = tuple(v * fraction for v in sums(q_all))
+    base = tuple(v * (1 - fraction) * n / len(q_big) for v in sums(q_big))
+    split = welch_buffer(MARGIN, served, base)
+    assert status.buffer > split  # plus the variance of the baseline's estimate
+    assert status.buffer == pytest.approx(split, rel=0.2)
+    # 70 % of the requests went to the baseline arm: at f = 0.5 its cohort is 300, not 420
+    own = welch_buffer(MARGIN, sums(q_all), sums(q_big))
+    assert split > own

@@ -87,7 +87,11 @@ def learn(store, cfg, n=600, seed=0, dual_delta=0.0):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_constraint_view_takes_its_numbers_from_constraint_status(seed):
     store = InMemoryPolicyStore()
-    cfg = store.create(config({"kind": "quality_floor", "quality_margin": 0.01}))
+    # every request learned: the interval is that of every observation (with a rollout
+    # split the buffer is sized for the report's cohorts, see cohort_samples)
+    cfg = store.create(
+        config({"kind": "quality_floor", "quality_margin": 0.01}, rollout_fraction=1.0)
+    )
     empty = constraint_view(cfg, store.read_state("p"))
     assert empty.verdict == "not enough data" and empty.n == 0 and math.isnan(empty.low)
     state = learn(store, cfg, seed=seed, dual_delta=1.5)

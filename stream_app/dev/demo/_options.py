@@ -37,8 +37,8 @@ OBJECTIVES = {"weighted": "weighted", "quality-floor": "quality_floor", "budget"
 CONSTRAINED_ROLLOUT: Mapping[str, float] = {"quality-floor": 0.5, "budget": 0.9}
 
 #: Requests at the start of a constrained run that its report leaves out: the learner's
-#: warm-up from an empty state (λ = 0, every arm unknown), which costs the learned cohort
-#: about 0.05 of quality over its first ~150 requests. ``summary.json`` keeps the whole run.
+#: warm-up from an empty state (a quality floor serves gpt-4 until it has a target, then λ
+#: climbs from 0 while the other arms are tried). ``summary.json`` keeps the whole run.
 CONSTRAINED_WARMUP = 500
 
 #: The provider a constrained objective is measured against (the baseline rule's choice).

@@ -8,9 +8,10 @@ is refused; here the options become its fields and its errors one line.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from policy_store import ConfigError, PolicyConfig
+from policy_store import ConfigError, PolicyConfig, PolicyStore
 
 from .._constraint import describe_objective
 from ._common import redis_command, store_from
@@ -145,7 +146,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--quality-margin M / --quality-floor F (cheapest routing with mean quality above "
             "the floor), --budget X (best quality with mean cost per request ≤ X). Nothing is "
             "relearnt: proxies select with the new objective from their next refresh. The "
-            "multiplier λ is kept; after a change of kind it adapts from the next rewards."
+            "multiplier λ is reset to 0 when the kind changes (a floor's λ prices quality in "
+            "cost, a budget's cost in quality: one means nothing to the other) and kept "
+            "otherwise (a new margin or budget: it adapts from the next rewards); "
+            "--reset-multiplier resets it in any case, also alone."
         ),
         epilog="examples: rl-commons objective provider_selection --quality-margin 0.01 | "
         "... --budget 0.004 | ... --weighted",
@@ -155,7 +159,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--weighted", action="store_true", help="maximise the weighted reward again")
     _values(g, ("--budget", "--max-cost"))
     _latency(o)
+    o.add_argument(
+        "--reset-multiplier",
+        action="store_true",
+        help="set the multiplier λ to 0 (with or without a change of objective)",
+    )
     redis_command(o, objective)
+
+
+def reset_multiplier(store: PolicyStore, policy: str) -> float:
+    """Set ``policy``'s multiplier λ to 0 (atomically, a new version; nothing when it is 0
+    already); the λ it had."""
+    dual = store.read_state(policy).dual
+    if dual > 0:
+        store.apply(policy, [], dual_delta=-sys.float_info.max)
+    return dual
 
 
 def _changed(config: PolicyConfig, args: argparse.Namespace) -> PolicyConfig | None:
@@ -186,19 +204,17 @@ def objective(args: argparse.Namespace) -> int:
     store = store_from(args)
     old = store.get_config(args.policy)
     new = _changed(old, args)
+    reset = args.reset_multiplier
     if new is None:
         print(f"policy {args.policy!r}: {describe_objective(old)}")
-        return 0
-    if new.objective == old.objective:
+    elif new.objective == old.objective:
         print(f"policy {args.policy!r}: objective unchanged ({describe_objective(old)})")
-        return 0
-    store.put_config(new)
-    print(f"policy {args.policy!r}: {describe_objective(old)} → {describe_objective(new)}")
-    if new.objective.constrained and new.objective.kind != old.objective.kind:
-        dual = store.read_state(args.policy).dual
-        if dual > 0:
-            print(
-                f"note: the multiplier λ {dual:.4g} was learnt under {old.objective.kind}; "
-                "it adapts to the new constraint from the next rewards"
-            )
+    else:
+        store.put_config(new)
+        print(f"policy {args.policy!r}: {describe_objective(old)} → {describe_objective(new)}")
+        reset = reset or new.objective.kind != old.objective.kind
+    if reset:
+        dual = reset_multiplier(store, args.policy)
+        if dual > 0 or args.reset_multiplier:
+            print(f"multiplier λ reset to 0 (was {dual:.4g})")
     return 0
