@@ -41,7 +41,6 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from ._batch_join import decode_entry, encode_entry
@@ -122,9 +121,8 @@ def restore_partition(records: Sequence[Record], start: int | None = None) -> Re
     return Restored(table, len(records), since, start)
 
 
-def _started(starts: dict[tuple[str, int], int], tp: tuple[str, int], err: Any, msg: Any) -> None:
-    if err is None:
-        starts[tp] = msg.offset()
+def _ignore(err: Any, msg: Any) -> None:
+    """Deliveries of the start markers are reported to their own callbacks."""
 
 
 @dataclass
@@ -139,6 +137,7 @@ class Checkpoints:
     every: int = 10_000
     ratio: float = 4.0
     since: Counter = field(default_factory=Counter)
+    _marker_producer: Any = None
 
     def note(self, changes: Iterable[tuple[int, str]]) -> None:
         """Count a batch's changes (``Outputs.changes`` keys: (partition, decision_id))."""
@@ -156,26 +155,43 @@ class Checkpoints:
     def write(
         self,
         tables: Mapping[int, Mapping[str, State]],
-        producer: Any,
+        clients: Any,
         produce: Callable[[str, bytes, bytes, int], None],
         flush: Callable[[], None],
     ) -> dict[tuple[str, int], int]:
-        """Checkpoint the partitions that are due, each flushed before the next; returns
-        the offset each one starts at, as offsets to commit. Called when every change
-        written so far is flushed: the start marker goes to the empty queue of
-        ``producer`` with a delivery callback (for its offset), the rest through
-        ``produce(topic, key, value, partition)`` (which waits while the queue is full)."""
+        """Checkpoint the partitions that are due, one after the other, and return where
+        each one starts, as offsets to commit. Called when every change written so far
+        is flushed. The start marker goes through a producer of ``clients`` that reports
+        every delivery (the worker's producer reports only failures), flushed, for its
+        offset; the rest through ``produce(topic, key, value, partition)``, ``flush``."""
         starts: dict[tuple[str, int], int] = {}
         for p in self.due(tables):
             records = checkpoint_records(tables[p])
-            key, value = next(records)
-            done = partial(_started, starts, (self.changelog, p))
-            producer.produce(self.changelog, value, key, p, on_delivery=done)
+            start = self._start(clients, *next(records), p)
+            if start is None:
+                continue  # not acknowledged: try again at the next turn
             for key, value in records:
                 produce(self.changelog, key, value, p)
             flush()
+            starts[(self.changelog, p)] = start
             self.since[p] = 0
         return starts
+
+    def _start(self, clients: Any, key: bytes, value: bytes, partition: int) -> int | None:
+        """Write a start marker; its offset once acknowledged, None if it was not."""
+        if self._marker_producer is None:
+            self._marker_producer = clients.producer(_ignore, every_delivery=True)
+        got: list[int] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                got.append(msg.offset())
+            else:
+                log.warning("a checkpoint of %s[%d] failed: %s", self.changelog, partition, err)
+
+        self._marker_producer.produce(self.changelog, value, key, partition, on_delivery=delivered)
+        self._marker_producer.flush(30)
+        return got[0] if got else None
 
     def restore(
         self, clients: Any, consumer: Any, partitions: list[int], timeout: float

@@ -34,18 +34,15 @@ class KafkaClients(Protocol):
     def consumer(self, group_id: str) -> Any:
         """A consumer in ``group_id`` with manual commits and range assignment."""
 
-    def producer(self, on_delivery: Delivery) -> Any:
-        """A producer reporting every delivery (or failure) to ``on_delivery``."""
+    def producer(self, on_delivery: Delivery, every_delivery: bool = False) -> Any:
+        """A producer reporting failed deliveries to ``on_delivery``, or every delivery
+        (with its offset) to its callback with ``every_delivery``."""
 
     def ensure_changelog(self, changelog: str) -> None:
         """Create the compacted changelog (as many partitions as decisions) if missing."""
 
     def restore(
-        self,
-        changelog: str,
-        partitions: list[int],
-        timeout: float,
-        starts: Mapping[int, int] | None = None,
+        self, changelog: str, partitions: list[int], timeout: float, starts: Mapping[int, int]
     ) -> dict[int, Restored]:
         """The tables of ``partitions`` read from ``changelog`` to its end: from the
         checkpoint at offset ``starts[p]`` when it is complete, else from the start."""
@@ -63,7 +60,7 @@ class ConfluentClients:
 
         return Consumer(kafka_config(self.settings, "consumer", **{"group.id": group_id}))
 
-    def producer(self, on_delivery: Delivery) -> Any:
+    def producer(self, on_delivery: Delivery, every_delivery: bool = False) -> Any:
         """Idempotent, murmur2 keys (the proxy's configuration) with a 2 ms linger."""
         from confluent_kafka import Producer
 
@@ -75,6 +72,7 @@ class ConfluentClients:
                 "queue.buffering.max.messages": 1_000_000,
                 "message.timeout.ms": 60_000,
                 "on_delivery": on_delivery,
+                "delivery.report.only.error": not every_delivery,
             },
         )
         return Producer(cfg)
@@ -123,15 +121,10 @@ class ConfluentClients:
             time.sleep(0.1)
 
     def restore(
-        self,
-        changelog: str,
-        partitions: list[int],
-        timeout: float,
-        starts: Mapping[int, int] | None = None,
+        self, changelog: str, partitions: list[int], timeout: float, starts: Mapping[int, int]
     ) -> dict[int, Restored]:
         from confluent_kafka import OFFSET_BEGINNING, Consumer
 
-        starts = starts or {}
         cfg = kafka_config(
             self.settings,
             "consumer",

@@ -407,8 +407,8 @@ class BatchEngine:
         """Checkpoint the tables that are due (every change is flushed by now), then
         commit where each checkpoint starts: a restore reads the changelog from there."""
         if not self.rebalancing:
-            tables, producer = self.join.tables, self._producer
-            self._commit(self.checkpoints.write(tables, producer, self._produce, self._flush))
+            tables, clients = self.join.tables, self.clients
+            self._commit(self.checkpoints.write(tables, clients, self._produce, self._flush))
 
     # -- rebalancing (called inside consume/poll, on this thread) -----------------------------
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:

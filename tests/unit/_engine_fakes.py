@@ -171,7 +171,7 @@ class FakeClients:
         self.consumers.append(FakeConsumer(self.broker))
         return self.consumers[-1]
 
-    def producer(self, on_delivery) -> FakeProducer:
+    def producer(self, on_delivery, every_delivery: bool = False) -> FakeProducer:
         return FakeProducer(self.broker)
 
     def ensure_changelog(self, changelog: str) -> None:
