@@ -137,6 +137,7 @@ class Checkpoints:
     every: int = 10_000
     ratio: float = 4.0
     since: Counter = field(default_factory=Counter)
+    written: int = 0  # records written by checkpoints (markers included)
     _marker_producer: Any = None
 
     def note(self, changes: Iterable[tuple[int, str]]) -> None:
@@ -175,6 +176,7 @@ class Checkpoints:
             flush()
             starts[(self.changelog, p)] = start
             self.since[p] = 0
+            self.written += len(tables[p]) + 2
         return starts
 
     def _start(self, clients: Any, key: bytes, value: bytes, partition: int) -> int | None:
