@@ -166,9 +166,12 @@ class Checkpoints:
         every delivery (the worker's producer reports only failures), flushed, for its
         offset; the rest through ``produce(topic, key, value, partition)``, ``flush``."""
         starts: dict[tuple[str, int], int] = {}
+        if self._marker_producer is None and self.every > 0:
+            # made before it is needed: it connects in the background (~0.5 s)
+            self._marker_producer = clients.producer(_ignore, every_delivery=True)
         for p in self.due(tables):
             records = checkpoint_records(tables[p])
-            start = self._start(clients, *next(records), p)
+            start = self._start(*next(records), p)
             if start is None:
                 continue  # not acknowledged: try again at the next turn
             for key, value in records:
@@ -179,10 +182,8 @@ class Checkpoints:
             self.written += len(tables[p]) + 2
         return starts
 
-    def _start(self, clients: Any, key: bytes, value: bytes, partition: int) -> int | None:
+    def _start(self, key: bytes, value: bytes, partition: int) -> int | None:
         """Write a start marker; its offset once acknowledged, None if it was not."""
-        if self._marker_producer is None:
-            self._marker_producer = clients.producer(_ignore, every_delivery=True)
         got: list[int] = []
 
         def delivered(err: Any, msg: Any) -> None:
