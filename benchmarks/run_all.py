@@ -90,6 +90,11 @@ KNOWN = (
         "LiteLLM: the routing plugin's overhead against LiteLLM's own strategies",
         ("--iterations", "1000"),
     ),
+    Bench(
+        "restore",
+        "Join-table restore with and without checkpoints",
+        ("--changes", "50000,200000", "--pairs", "10000", "--rounds", "2"),
+    ),
 )
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from policy_store import PolicyConfig, RewardSpec
 from producers import DLQRecord, EventError, RewardEvent
@@ -214,6 +213,7 @@ class JoinTables:
 
 
 # -- the changelog format: key = decision_id (UTF-8), value = the entry's JSON, None = deleted
+# (and checkpoints between markers, ``_checkpoint``)
 def encode_entry(state: State | None) -> bytes | None:
     """A table entry as a changelog value (None, a tombstone record, deletes it)."""
     return None if state is None else json.dumps(state).encode()
@@ -222,15 +222,3 @@ def encode_entry(state: State | None) -> bytes | None:
 def decode_entry(value: bytes | None) -> State | None:
     """A changelog value back as a table entry (None for a deleted entry)."""
     return None if value is None else json.loads(value)
-
-
-def restore_entries(records: Iterable[tuple[bytes, Any]]) -> dict[str, State]:
-    """A table from its changelog records ``(key, decoded value or None)``, oldest first."""
-    table: dict[str, State] = {}
-    for key, value in records:
-        k = key.decode()
-        if value is None:
-            table.pop(k, None)
-        else:
-            table[k] = value
-    return table

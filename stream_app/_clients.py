@@ -6,20 +6,24 @@ and the worker alike; the engine only calls the four methods below, so its unit 
 pass fakes instead (no broker). The configuration dicts contain secrets: never log them.
 
 The changelog format (key = decision_id, value = the entry's JSON, None = deleted) is
-``_batch_join.encode_entry`` / ``decode_entry``; ``restore`` reads it back.
+``_batch_join.encode_entry`` / ``decode_entry``, with checkpoints (``_checkpoint``);
+``restore`` reads it back from a partition's last complete checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from policy_store import Settings
 from producers import Topics, kafka_config
 
-from ._batch_join import State, decode_entry, restore_entries
+from ._checkpoint import Record, Restored, restore_partition
 from ._errors import ChangelogError
+
+log = logging.getLogger(__name__)
 
 Delivery = Callable[[Any, Any], None]
 
@@ -30,16 +34,18 @@ class KafkaClients(Protocol):
     def consumer(self, group_id: str) -> Any:
         """A consumer in ``group_id`` with manual commits and range assignment."""
 
-    def producer(self, on_delivery: Delivery) -> Any:
-        """A producer reporting every delivery (or failure) to ``on_delivery``."""
+    def producer(self, on_delivery: Delivery, every_delivery: bool = False) -> Any:
+        """A producer reporting failed deliveries to ``on_delivery``, or every delivery
+        (with its offset) to its callback with ``every_delivery``."""
 
     def ensure_changelog(self, changelog: str) -> None:
         """Create the compacted changelog (as many partitions as decisions) if missing."""
 
     def restore(
-        self, changelog: str, partitions: list[int], timeout: float
-    ) -> dict[int, dict[str, State]]:
-        """The tables of ``partitions`` read from ``changelog``, from its start to its end."""
+        self, changelog: str, partitions: list[int], timeout: float, starts: Mapping[int, int]
+    ) -> dict[int, Restored]:
+        """The tables of ``partitions`` read from ``changelog`` to its end: from the
+        checkpoint at offset ``starts[p]`` when it is complete, else from the start."""
 
 
 class ConfluentClients:
@@ -54,7 +60,7 @@ class ConfluentClients:
 
         return Consumer(kafka_config(self.settings, "consumer", **{"group.id": group_id}))
 
-    def producer(self, on_delivery: Delivery) -> Any:
+    def producer(self, on_delivery: Delivery, every_delivery: bool = False) -> Any:
         """Idempotent, murmur2 keys (the proxy's configuration) with a 2 ms linger."""
         from confluent_kafka import Producer
 
@@ -66,6 +72,7 @@ class ConfluentClients:
                 "queue.buffering.max.messages": 1_000_000,
                 "message.timeout.ms": 60_000,
                 "on_delivery": on_delivery,
+                "delivery.report.only.error": not every_delivery,
             },
         )
         return Producer(cfg)
@@ -114,38 +121,64 @@ class ConfluentClients:
             time.sleep(0.1)
 
     def restore(
-        self, changelog: str, partitions: list[int], timeout: float
-    ) -> dict[int, dict[str, State]]:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        self, changelog: str, partitions: list[int], timeout: float, starts: Mapping[int, int]
+    ) -> dict[int, Restored]:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer
 
-        cfg = kafka_config(self.settings, "consumer", **{"group.id": f"{changelog}-restore"})
+        cfg = kafka_config(
+            self.settings,
+            "consumer",
+            **{"group.id": f"{changelog}-restore", "enable.partition.eof": True},
+        )
         c = Consumer(cfg)
-        records: dict[int, list[tuple[bytes, Any]]] = {p: [] for p in partitions}
+        deadline = time.monotonic() + timeout
+        out: dict[int, Restored] = {}
         try:
-            ends = {}
+            begin = {p: starts.get(p, OFFSET_BEGINNING) for p in partitions}
+            records = read_to_end(c, changelog, begin, deadline)
             for p in partitions:
-                lo, hi = c.get_watermark_offsets(TopicPartition(changelog, p), timeout=30)
-                if hi > lo:
-                    ends[p] = hi
-            if ends:
-                c.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in ends])
-                deadline = time.monotonic() + timeout
-                while ends:
-                    if time.monotonic() > deadline:
-                        raise ChangelogError(
-                            f"restoring {changelog} took over {timeout:.0f} s (partitions left: "
-                            f"{ends}); check the broker, or raise EngineOptions.restore_timeout"
-                        )
-                    for m in c.consume(5000, 0.2):
-                        if m.error() is not None:
-                            continue
-                        p = m.partition()
-                        records[p].append((m.key(), decode_entry(m.value())))
-                        if p in ends and m.offset() + 1 >= ends[p]:
-                            del ends[p]
+                restored = restore_partition(records[p], starts.get(p))
+                if restored is None:
+                    log.warning(
+                        "%s[%d]: no complete checkpoint at offset %d; reading it from the start",
+                        changelog,
+                        p,
+                        starts[p],
+                    )
+                    again = read_to_end(c, changelog, {p: OFFSET_BEGINNING}, deadline)
+                    restored = restore_partition(again[p])
+                assert restored is not None  # from the beginning is always complete
+                out[p] = restored
         finally:
             c.close()
-        return {p: restore_entries(recs) for p, recs in records.items()}
+        return out
+
+
+def read_to_end(
+    consumer: Any, changelog: str, begin: Mapping[int, int], deadline: float
+) -> dict[int, list[Record]]:
+    """The records of partitions of ``changelog`` from ``begin[p]`` to their end (the
+    consumer needs ``enable.partition.eof``: the embedded broker's high watermark lags
+    behind its last record batch, the end-of-partition event does not)."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    records: dict[int, list[Record]] = {p: [] for p in begin}
+    left = set(begin)
+    consumer.assign([TopicPartition(changelog, p, o) for p, o in begin.items()])
+    while left:
+        if time.monotonic() > deadline:
+            raise ChangelogError(
+                f"restoring {changelog} took too long (partitions left: {sorted(left)}); "
+                "check the broker, or raise EngineOptions.restore_timeout"
+            )
+        for m in consumer.consume(5000, 0.2):
+            err = m.error()
+            if err is None:
+                records[m.partition()].append((m.offset(), m.key(), m.value()))
+            elif err.code() == KafkaError._PARTITION_EOF:
+                left.discard(m.partition())
+    consumer.unassign()
+    return records
 
 
 def partition_count(metadata: Any, topic: str) -> int | None:

@@ -20,8 +20,8 @@ and lifecycle, ``app.py``). One loop turn:
 
 Every worker with the same app id is one consumer group, ``<app id>-engine``
 (``range`` assignment, so a worker owns partition ``p`` of decisions, outcomes and
-rewards alike). On assignment a partition's table is restored from
-``<app id>-join-changelog`` partition ``p``. A crash anywhere before a commit replays
+rewards alike). On assignment a partition's table is restored from its last checkpoint
+in ``<app id>-join-changelog`` partition ``p`` (``_checkpoint``). A crash before a commit replays
 the batch: the restored table may be ahead of the input (changelog flushed, offsets
 not committed), and a replayed message then meets the entry's tombstone, which
 re-sends the stored reward (the same ``reward_ts``: the changelog goes first, so a
@@ -46,6 +46,7 @@ from policy_store import StoreError
 from producers import EventError, RewardEvent, Topics
 
 from ._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, encode_entry
+from ._checkpoint import Checkpoints
 from ._clients import KafkaClients
 from ._errors import DeliveryError
 from ._updater import Updater
@@ -62,6 +63,8 @@ class EngineOptions:
     restore_timeout: float = 120.0
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
+    checkpoint_every: int = 10_000  # changes between checkpoints of a table, at least ...
+    checkpoint_ratio: float = 4.0  # ... and this many times its live entries; 0: never
 
 
 class Backoff:
@@ -122,6 +125,7 @@ class BatchEngine:
         self._apply_backoff = Backoff(opts.initial_backoff, opts.max_backoff)
         self._restart_backoff = Backoff(opts.initial_backoff, opts.max_backoff)
         self._rewards_paused = False
+        self.checkpoints = Checkpoints(self.changelog, opts.checkpoint_every, opts.checkpoint_ratio)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> BatchEngine:
@@ -186,6 +190,7 @@ class BatchEngine:
         if now >= self._next_sweep:
             self._next_sweep = now + self.options.sweep_interval
             self._sweep(now)
+        self._checkpoint()
 
     def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -376,6 +381,7 @@ class BatchEngine:
             for (p, key), state in out.changes.items():
                 self._produce(self.changelog, key.encode(), encode_entry(state), p)
             self._flush()
+            self.checkpoints.note(out.changes)
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
@@ -397,25 +403,27 @@ class BatchEngine:
         self.join.sweep(now, out)
         self._publish(out)
 
+    def _checkpoint(self) -> None:
+        """Checkpoint the tables that are due (every change is flushed by now), then
+        commit where each checkpoint starts: a restore reads the changelog from there."""
+        if not self.rebalancing:
+            tables, clients = self.join.tables, self.clients
+            self._commit(self.checkpoints.write(tables, clients, self._produce, self._flush))
+
     # -- rebalancing (called inside consume/poll, on this thread) -----------------------------
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self.rebalancing = True
-        owned = sorted(
-            {
-                tp.partition
-                for tp in partitions
-                if tp.topic in (self.topics.decisions, self.topics.outcomes)
-            }
-        )
+        joined = (self.topics.decisions, self.topics.outcomes)
+        owned = sorted({tp.partition for tp in partitions if tp.topic in joined})
         for p in list(self.join.tables):
             if p not in owned:
                 self.join.drop(p)
         missing = [p for p in owned if p not in self.join.tables]
         if missing:
-            restored = self.clients.restore(self.changelog, missing, self.options.restore_timeout)
+            timeout = self.options.restore_timeout
+            restored = self.checkpoints.restore(self.clients, consumer, missing, timeout)
             for p in missing:
                 self.join.assign(p, restored[p])
-            log.info("restored join partitions %s (%d entries)", missing, len(self.join))
         self.assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)
         self.rebalancing = False
 

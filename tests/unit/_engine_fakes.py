@@ -10,7 +10,8 @@ from confluent_kafka import TopicPartition
 
 from policy_store import InMemoryPolicyStore, StoreUnavailableError, make_config
 from producers import DecisionEvent, OutcomeEvent, Topics
-from stream_app._batch_join import JoinTables, decode_entry, restore_entries
+from stream_app._batch_join import JoinTables
+from stream_app._checkpoint import restore_partition
 from stream_app._engine import BatchEngine, EngineOptions
 from stream_app._metrics import HealthBuffer, WorkerMetrics
 from stream_app._updater import Updater
@@ -51,11 +52,12 @@ class Broker:
         self.committed: dict[tuple[str, int], int] = {}
         self.events: list[tuple] = []
 
-    def append(self, topic: str, key: bytes, value: Any, partition: int = -1) -> None:
+    def append(self, topic: str, key: bytes, value: Any, partition: int = -1) -> Msg:
         if partition < 0:
             partition = zlib.crc32(key) % N_PARTITIONS
         log = self.logs[(topic, partition)]
         log.append(Msg(topic, partition, len(log), key, value))
+        return log[-1]
 
     def records(self, topic: str) -> list[Msg]:
         return [m for (t, _p), log in sorted(self.logs.items()) if t == topic for m in log]
@@ -64,19 +66,23 @@ class Broker:
 class FakeProducer:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.buffer: list[tuple[str, bytes, Any, int]] = []
+        self.buffer: list[tuple[str, bytes, Any, int, Any]] = []
 
-    def produce(self, topic: str, value: Any, key: bytes, partition: int = -1) -> None:
-        self.broker.events.append(("produce", topic, key.decode()))
-        self.buffer.append((topic, key, value, partition))
+    def produce(
+        self, topic: str, value: Any, key: bytes, partition: int = -1, on_delivery: Any = None
+    ) -> None:
+        self.broker.events.append(("produce", topic, key.decode(errors="replace")))
+        self.buffer.append((topic, key, value, partition, on_delivery))
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float) -> int:
         self.broker.events.append(("flush",))
-        for topic, key, value, partition in self.buffer:
-            self.broker.append(topic, key, value, partition)
+        for topic, key, value, partition, on_delivery in self.buffer:
+            msg = self.broker.append(topic, key, value, partition)
+            if on_delivery is not None:
+                on_delivery(None, msg)
         self.buffer.clear()
         return 0
 
@@ -144,6 +150,13 @@ class FakeConsumer:
         self.broker.events.append(("commit", sorted({t for t, _ in committed})))
         self.broker.committed.update(committed)
 
+    def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        got = self.broker.committed
+        return [
+            TopicPartition(t.topic, t.partition, got.get((t.topic, t.partition), -1001))
+            for t in tps
+        ]
+
     def close(self) -> None:
         self.broker.events.append(("close",))
 
@@ -152,25 +165,36 @@ class FakeClients:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.consumers: list[FakeConsumer] = []
+        self.reads: list[tuple[int, int, int]] = []
 
     def consumer(self, group_id: str) -> FakeConsumer:
         self.consumers.append(FakeConsumer(self.broker))
         return self.consumers[-1]
 
-    def producer(self, on_delivery) -> FakeProducer:
+    def producer(self, on_delivery, every_delivery: bool = False) -> FakeProducer:
         return FakeProducer(self.broker)
 
     def ensure_changelog(self, changelog: str) -> None:
         self.broker.events.append(("ensure_changelog", changelog))
 
-    def restore(self, changelog: str, partitions: list[int], timeout: float):
+    def restore(self, changelog: str, partitions: list[int], timeout: float, starts=None):
+        """Like ``ConfluentClients.restore``; every read is logged in ``reads``:
+        (partition, first offset, records read)."""
         self.broker.events.append(("restore", sorted(partitions)))
-        return {
-            p: restore_entries(
-                (m.key(), decode_entry(m.value())) for m in self.broker.logs[(changelog, p)]
-            )
-            for p in partitions
-        }
+        starts = starts or {}
+        out = {}
+        for p in partitions:
+            records = [(m.offset(), m.key(), m.value()) for m in self.broker.logs[(changelog, p)]]
+            start = starts.get(p)
+            restored = None
+            if start is not None:
+                self.reads.append((p, start, len(records) - start))
+                restored = restore_partition(records[start:], start)
+            if restored is None:
+                self.reads.append((p, 0, len(records)))
+                restored = restore_partition(records)
+            out[p] = restored
+        return out
 
 
 class Store(InMemoryPolicyStore):
@@ -191,7 +215,7 @@ class Store(InMemoryPolicyStore):
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.now = 1000.0
         self.broker = Broker()
         self.store = Store(self.broker.events)
@@ -206,7 +230,7 @@ class World:
             health=HealthBuffer(),
         )
         self.updater = Updater(self.store, metrics)
-        options = EngineOptions(batch_size=100, initial_backoff=1.0, max_backoff=4.0)
+        options = EngineOptions(batch_size=100, initial_backoff=1.0, max_backoff=4.0, **options)
         self.engine = BatchEngine(
             TOPICS,
             join,

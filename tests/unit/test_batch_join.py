@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from policy_store import make_config
 from producers import DecisionEvent, OutcomeEvent, RewardEvent
-from stream_app._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, restore_entries
+from stream_app._batch_join import DECISIONS, OUTCOMES, JoinTables, Outputs, Source, encode_entry
+from stream_app._checkpoint import restore_partition
 from stream_app._metrics import HealthBuffer, WorkerMetrics
 
 ARMS = ("a", "b")
@@ -116,9 +115,9 @@ def test_restored_tombstone_resends_the_same_reward_on_replay():
     t.handle(DECISIONS, _decision("d1"), _src("d1"), 1.0, out)
     t.handle(OUTCOMES, _outcome("d1", final=True, quality=0.7), _src("d1"), 1.0, out)
     # what a restarted worker reads back from the changelog
-    records = [(b"d1", json.loads(json.dumps(s))) for (_, _), s in out.changes.items()]
+    records = [(i, b"d1", encode_entry(s)) for i, s in enumerate(out.changes.values())]
     t2 = _tables()
-    t2.assign(0, restore_entries(records))
+    t2.assign(0, restore_partition(records).table)
     replay = Outputs()
     t2.handle(DECISIONS, _decision("d1"), _src("d1"), 5.0, replay)
     t2.handle(OUTCOMES, _outcome("d1", final=True, quality=0.7), _src("d1"), 5.0, replay)
@@ -127,6 +126,12 @@ def test_restored_tombstone_resends_the_same_reward_on_replay():
     assert replay.changes == {}  # nothing new to write
 
 
-def test_restore_entries_keeps_the_last_write_and_honours_deletes():
-    recs = [(b"a", {"deadline": 1}), (b"b", {"deadline": 2}), (b"a", None), (b"b", {"deadline": 3})]
-    assert restore_entries(recs) == {"b": {"deadline": 3}}
+def test_restore_keeps_the_last_write_and_honours_deletes():
+    writes = [
+        (b"a", {"deadline": 1}),
+        (b"b", {"deadline": 2}),
+        (b"a", None),
+        (b"b", {"deadline": 3}),
+    ]
+    recs = [(i, k, encode_entry(v)) for i, (k, v) in enumerate(writes)]
+    assert restore_partition(recs).table == {"b": {"deadline": 3}}
