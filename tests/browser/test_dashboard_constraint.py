@@ -41,7 +41,8 @@ def create(store, name, objective=None):
     extra = {"objective": objective} if objective else {}
     return store.create(
         make_config(name=name, arms=["gpt-4", "mini", "llama"], n_features=2,
-                    baseline_arm="gpt-4", reward={"cost_cap": 0.05}, **extra)
+                    baseline_arm="gpt-4", reward={"cost_cap": 0.05},
+                    rollout_fraction=0.5, **extra)  # run_loop's split
     )  # fmt: skip
 
 

@@ -130,8 +130,10 @@ def test_multiplier_moves_with_the_batch_and_stays_non_negative(store):
     assert res.applied == 0 and store.read_state("p").dual == 0.5
     res = store.apply("p", [_obs(3), _obs(4)], dual_delta=0.125)
     assert res.applied == 1 and store.read_state("p").dual == 0.625
+    # no observations: λ moves alone (how `rl-commons objective` resets it)
     assert store.apply("p", [], dual_delta=1.0).applied == 0
-    assert store.read_state("p").dual == 0.625
+    assert store.read_state("p").dual == 1.625
+    store.apply("p", [], dual_delta=-1.0)
     with pytest.raises(InvalidDeltaError, match="dual_delta"):
         store.apply("p", [_obs(5)], dual_delta=float("nan"))
     assert store.read_state("p").dual == 0.625
