@@ -224,7 +224,7 @@ def report(objective: str, svc: EmbeddedServices, seeds: list[int], args) -> tup
     target = f"floor {FLOOR:.3f}" if objective == "quality floor" else f"budget {BUDGET:g}"
     oq, oc = oracle(objective)
     lines = [
-        f"### {objective.capitalize()} ({target}; oracle quality {oq:.4f}, cost {oc:.3f}, "
+        f"# {objective.capitalize()} ({target}; oracle quality {oq:.4f}, cost {oc:.3f}, "
         f"{what} {measure(objective, oq, oc):.3f})\n",
         f"| seed | in-process: quality, cost, {what} | pipeline: quality, cost, {what} "
         f"| pipeline / in-process | λ in-process | noise: {what} over {len(NOISE_SEEDS)} other "
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.monotonic() - t0:.0f} s in total."
     )
     body = "\n\n".join(sections)
-    return emit(f"{head}\n\n{body}\n\n### Acceptance\n\n" + "\n".join(verdicts) + "\n", args.out)
+    return emit(f"{head}\n\n{body}\n\n# Acceptance\n\n" + "\n".join(verdicts) + "\n", args.out)
 
 
 if __name__ == "__main__":
