@@ -75,6 +75,7 @@ KNOWN = (
         "Constrained objectives: quality floor and budget against oracles and ParetoBandit",
         ("--quick",),
     ),
+    Bench("constrained_pipeline", "Constrained objectives through the pipeline", ("--quick",)),
     Bench(
         "pipeline_learning",
         "Learning through the Kafka / Faust / Redis pipeline",

@@ -34,6 +34,7 @@ from ._multiplier import (
     ConstraintStatus,
     DualSteps,
     awaits_baseline,
+    baseline_known,
     constraint_status,
     policy_dual_delta,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "policy_dual_delta",
     "DualSteps",
     "awaits_baseline",
+    "baseline_known",
     "MIN_BASELINE",
     "constraint_target",
     "constraint_bound",

@@ -13,10 +13,15 @@ snapshot's. The in-process learner steps once per outcome, the stream worker onc
 batch; both through this class, so the rule is the same in one place.
 
 A floor given as a margin is tested by the operator cohort against cohort, so its buffer
-is sized with the rollout split (``cohort_samples``). It has no target while the baseline
-arm has fewer than ``MIN_BASELINE`` observations with components (its estimate is shrunk
-towards 0 by the ridge until then): λ does not move, and the selectors serve the baseline arm
-(``awaits_baseline``), a conservative start in the spirit of Kazerouni et al. (2017).
+is sized with the rollout split (``cohort_samples``). It has no target until the baseline
+arm's quality on the traffic is known to within the margin (``baseline_known``: at least
+``MIN_BASELINE`` observations with components, and the half-width of its estimate's interval
+at the objective's confidence at most the margin): λ does not move, and the selectors serve
+the baseline arm (``awaits_baseline``), a conservative start in the spirit of Kazerouni et al.
+(2017). Once the learner routes away from the baseline, it is served mostly where it is
+needed, and what it adds to its estimate elsewhere is adaptively sampled (an arm is tried
+where its estimate looks good and dropped after low draws, so such means are biased low):
+the start's sample, drawn on the traffic as it comes, is what keeps the floor honest.
 """
 
 from __future__ import annotations
@@ -30,17 +35,19 @@ from ._config import PolicyConfig
 from ._constraint import (
     ONE,
     _mean_variance,
+    _normal_quantile,
     baseline_quality,
     confidence_buffer,
     constraint_bound,
     constraint_target,
     welch_buffer,
 )
+from ._objective import Objective
 from ._reader import build_snapshot
 from ._state import Observation, PolicyState, aggregate, apply_deltas
 from .bandits import Snapshot, make_algorithm
 
-#: observations with components the baseline arm needs before a margin's floor has a target
+#: observations with components the baseline arm needs at least before a margin's floor has a target
 MIN_BASELINE = 20
 #: the evidence's relative growth after which the bound (and a kept ``DualSteps``) is renewed
 REFRESH_GROWTH = 0.01
@@ -87,15 +94,45 @@ def cohort_samples(fraction: float, served: Sums, own: Sums) -> tuple[Sums, Sums
     return (served[0] * a, served[1] * a, n * a), (own[0] * b, own[1] * b, m * b)
 
 
+def baseline_known(objective: Objective, own: Sums, spread: float) -> bool:
+    """Whether the baseline arm's estimated quality is precise enough for a margin's floor:
+    ``own`` (its quality sums Σw·q, Σw·q², Σw) holds at least ``MIN_BASELINE``
+    observations, and z·sd·sqrt(``spread``) — the half-width of the estimate's interval
+    at the objective's (two-sided) confidence, sd its quality's sample deviation and
+    ``spread`` x̄ᵀA⁻¹x̄ — is at most the margin (a margin of 0: the count alone).
+
+    >>> obj = Objective(kind="quality_floor", quality_margin=0.01)
+    >>> own = (18.0, 16.328, 20.0)  # 20 observations: mean 0.9, sd 0.08
+    >>> baseline_known(obj, own, 0.002), baseline_known(obj, own, 0.05)
+    (True, False)
+    """
+    if own[2] < MIN_BASELINE:
+        return False
+    margin = float(objective.quality_margin or 0.0)
+    if margin <= 0.0:
+        return True
+    z = _normal_quantile(0.5 + objective.confidence / 2.0)
+    return z * math.sqrt(_mean_variance(*own) * own[2] * max(spread, 0.0)) <= margin
+
+
 def awaits_baseline(config: PolicyConfig, snap: Snapshot) -> bool:
     """Whether ``config``'s objective is a quality floor relative to the baseline arm that
-    has no target on ``snap`` yet (fewer than ``MIN_BASELINE`` observations of that arm
-    with components): the selectors serve the baseline arm meanwhile."""
+    has no target on ``snap`` yet (``baseline_known`` false for that arm's sums and
+    estimate): the selectors serve the baseline arm meanwhile."""
     objective = config.objective
     if objective.kind != "quality_floor" or objective.quality_margin is None:
         return False
-    k = snap.index.get(config.fallback_arm)
-    return k is None or snap.comp_s is None or float(snap.comp_s[k, ONE]) < MIN_BASELINE
+    arm = config.fallback_arm
+    k = snap.index.get(arm)
+    cs, cs2 = snap.comp_s, snap.comp_s2
+    if k is None or cs is None or cs2 is None or float(cs[k, ONE]) < MIN_BASELINE:
+        return True
+    base = baseline_quality(snap, arm)
+    if base is None:
+        return True
+    j = COMPONENTS.index("quality")
+    own = (float(cs[k, j]), float(cs2[k, j]), float(cs[k, ONE]))
+    return not baseline_known(objective, own, base[1])
 
 
 class DualSteps:
@@ -149,6 +186,7 @@ class DualSteps:
                 self._target = constraint_target(objective, config.reward, base[0])
                 self._spread = base[1]
         self._renew_bound()
+        self._stale_at = self._growth(self._built_n)  # where the worker renews from this load
 
     def _renew(self, dual: float) -> None:
         """Renew the constraint after the evidence grew: from a snapshot of the state with
@@ -173,7 +211,9 @@ class DualSteps:
             self.buffer = confidence_buffer(objective, *served)
         elif self._base is None:
             self.buffer = welch_buffer(objective, served, None, 0.0)
-        elif self._own[2] < MIN_BASELINE or not math.isfinite(self._target):
+        elif not math.isfinite(self._target) or not baseline_known(
+            objective, (self._own[0], self._own[1], self._own[2]), self._spread
+        ):
             self.buffer = math.nan  # no target yet: λ does not move
         else:
             own = (self._own[0], self._own[1], self._own[2])
@@ -199,10 +239,17 @@ class DualSteps:
 
     def stale(self, config: PolicyConfig) -> bool:
         """Whether to start again from a new snapshot: ``config`` is not the one stepped
-        under, or the evidence grew by ``REFRESH_GROWTH`` (one observation at least) since."""
+        under, or the evidence grew by ``REFRESH_GROWTH`` (one observation at least; every
+        one while a margin has no target) since."""
         if config is not self.config and config != self.config:
             return True
-        return self._state is None and self.consumed >= max(1.0, REFRESH_GROWTH * self._built_n)
+        return self._state is None and self.consumed >= self._stale_at
+
+    def _growth(self, n: float) -> float:
+        """The evidence's growth from ``n`` after which the constraint is renewed: 1 % (one
+        observation at least), or every observation while a margin has no target yet (so
+        the target appears at the same observation however the outcomes are batched)."""
+        return 1.0 if self.bound != self.bound else max(1.0, REFRESH_GROWTH * n)
 
     def step(
         self, observations: Sequence[Observation], learned: Sequence[bool] | None = None
@@ -232,7 +279,7 @@ class DualSteps:
                 own[1] += w * v * v
                 own[2] += w
             self.consumed += w
-            if served[2] - self._bound_n >= max(1.0, REFRESH_GROWTH * self._bound_n):
+            if served[2] - self._bound_n >= self._growth(self._bound_n):
                 self._renew(lam)
         self.dual = lam
         return lam - lam0
@@ -246,8 +293,7 @@ def constraint_status(config: PolicyConfig, snap: Snapshot) -> ConstraintStatus 
     cohort is), with the variance of the baseline's estimate (its quality's variance ×
     x̄ᵀA⁻¹x̄) in the power term; an absolute floor by the one-sample form; a budget by
     ``confidence_buffer``. A margin has no target (target, buffer, bound NaN: the
-    multiplier does not move) while the baseline arm has fewer than ``MIN_BASELINE``
-    observations with components."""
+    multiplier does not move) until ``baseline_known``."""
     if not config.objective.constrained:
         return None
     return DualSteps(config, snap).status()

@@ -28,8 +28,8 @@ Cold start: an arm with fewer than ``warm_start`` observations is served
 before the bandit is trusted (uniformly among such arms, with that probability
 as the propensity), like UCB1's initial pulls. Before that, a quality floor relative to
 the baseline arm serves the baseline arm (propensity 1) until the floor has a target
-(``policy_store.awaits_baseline``: enough observations of that arm), so the policy does
-not trade quality for cost before it knows what quality it must keep.
+(``policy_store.awaits_baseline``: that arm's quality known to within the margin), so the
+policy does not trade quality for cost before it knows what quality it must keep.
 """
 
 from __future__ import annotations

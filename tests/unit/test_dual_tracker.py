@@ -28,7 +28,8 @@ ARMS = ("gpt-4", "claude-3", "llama")
 SPEC = RewardSpec(cost_cap=0.1, latency_cap_ms=2000.0)
 OBJECTIVES = {
     "floor": (Objective(kind="quality_floor", quality_floor=0.8), None),
-    "margin": (Objective(kind="quality_floor", quality_margin=0.02), "gpt-4"),
+    # quality sd ≈ 0.19 with the errors: a margin of 0.05 has a target after ~60 gpt-4 outcomes
+    "margin": (Objective(kind="quality_floor", quality_margin=0.05), "gpt-4"),
     "budget": (Objective(kind="budget", max_cost=0.03), None),
 }
 

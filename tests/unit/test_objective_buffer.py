@@ -14,6 +14,7 @@ from policy_store import (
     Observation,
     PolicyReader,
     RewardSpec,
+    awaits_baseline,
     component_values,
     confidence_buffer,
     constraint_status,
@@ -200,3 +201,35 @@ def test_with_a_rollout_split_the_floor_is_sized_for_the_cohorts_the_report_comp
     # 70 % of the requests went to the baseline arm: at f = 0.5 its cohort is 300, not 420
     own = welch_buffer(MARGIN, sums(q_all), sums(q_big))
     assert split > own
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_margin_has_no_target_until_the_baseline_is_known_to_within_the_margin(seed):
+    """The conservative start lasts until the baseline's quality on the traffic is estimated
+    to within the margin at the objective's confidence (``baseline_known``), not for a fixed
+    count: 20 observations with sd 0.08 know it to ±0.035, far wider than a margin of 0.01.
+    Meanwhile the selectors serve the baseline arm and λ does not move."""
+    rng = np.random.default_rng(seed)
+    spec = RewardSpec()
+    objective = Objective(kind="quality_floor", quality_margin=0.01)
+    store = InMemoryPolicyStore()
+    store.create(make_config(name="p", arms=("big", "small"), n_features=1,
+                             objective=objective, baseline_arm="big"))  # fmt: skip
+    reader = PolicyReader(store, "p", start=False, notify=False)
+
+    def add(n: int, start: int) -> None:
+        qs = np.clip(rng.normal(0.9, 0.08, n), 0, 1)
+        store.apply("p", [Observation(f"d{start + i}", "big", (1.0,), float(q),
+                                      components=component_values(spec, float(q), 0.5, 0.1))
+                          for i, q in enumerate(qs)])  # fmt: skip
+
+    add(40, 0)  # twice MIN_BASELINE, still ±0.025
+    reader.refresh()
+    assert awaits_baseline(reader.config, reader.view.snapshot)
+    assert math.isnan(constraint_status(reader.config, reader.view.snapshot).target)
+    add(360, 40)  # 400: ±0.008
+    reader.refresh()
+    assert not awaits_baseline(reader.config, reader.view.snapshot)
+    status = constraint_status(reader.config, reader.view.snapshot)
+    assert status.target == pytest.approx(0.89, abs=0.02)
+    assert math.isfinite(status.bound)
