@@ -21,7 +21,7 @@ Events go out through one Kafka producer per process whose linger is ``PRODUCER_
 librdkafka's thread wakes about three times per produce request (first message of a
 partition, linger timer, response), and with a 5 ms linger every request of a proxy carries
 about one event; each wake-up lands on the host that runs LiteLLM's event loop
-(``bench_litellm``: about 170 µs per event on the p50 of ``acompletion`` at 5 ms, within
+(``bench_litellm``: 110–170 µs per event on the p50 of ``acompletion`` at 5 ms, within
 noise at 50 ms). The cost: events reach the learning loop up to 50 ms later.
 
 Selectors are made lazily, one per group, in the process that routes: after a fork
