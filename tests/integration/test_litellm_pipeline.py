@@ -27,6 +27,7 @@ from producers.integrations.litellm import (  # noqa: E402
     DECISION_ID,
     BanditRoutingStrategy,
     OutcomeLogger,
+    mock_deployment,
 )
 from stream_app.ops.feedback import feedback_app  # noqa: E402
 from tests._worker_proc import WorkerProcess  # noqa: E402
@@ -45,20 +46,6 @@ SPEC = RewardSpec(
 )
 CHAT = "Hi! How are you today?"
 CODE = "Fix this:\n```python\ndef add(a, b):\n    return a - b\n```"
-
-
-def deployment(ident: str, price: float) -> dict:
-    return {
-        "model_name": "chat",
-        "litellm_params": {
-            "model": f"openai/{ident}",
-            "api_key": "sk-unused",
-            "mock_response": f"answer from {ident}",
-            "input_cost_per_token": price,
-            "output_cost_per_token": price,
-        },
-        "model_info": {"id": ident},
-    }
 
 
 @pytest.fixture
@@ -82,7 +69,11 @@ def worker(settings, unique, tmp_path):
 def routed(settings, redis_store, seed: int):
     """A Router over the cheap and strong deployments, its strategy, policy created."""
     router = litellm.Router(
-        model_list=[deployment("cheap", CHEAP), deployment("strong", STRONG)], num_retries=0
+        model_list=[
+            mock_deployment("chat", "cheap", cost_per_token=CHEAP),
+            mock_deployment("chat", "strong", cost_per_token=STRONG),
+        ],
+        num_retries=0,
     )
     strategy = BanditRoutingStrategy(settings, reward_spec=SPEC, seed=seed).attach(router)
     redis_store.create(strategy.policy_config("chat", rollout_fraction=1.0))

@@ -14,12 +14,13 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download
 litellm = pytest.importorskip("litellm", reason="the optional extra rl-commons[litellm]")
 
-from policy_store import RewardSpec  # noqa: E402
+from policy_store import RewardSpec, Settings  # noqa: E402
 from producers import ProviderSelector, SafeProviderSelector  # noqa: E402
 from producers.integrations.litellm import (  # noqa: E402
     DECISION_ID,
     BanditRoutingStrategy,
     OutcomeLogger,
+    mock_deployment,
     openai_features,
     policy_name,
     report_feedback,
@@ -28,20 +29,6 @@ from producers.integrations.litellm import (  # noqa: E402
 SPEC = RewardSpec(cost_cap=0.01, latency_cap_ms=2000.0, required=("cost", "latency"))
 WITH_QUALITY = RewardSpec(cost_cap=0.01, latency_cap_ms=2000.0)  # waits for a quality
 CHAT = [{"role": "user", "content": "hello there"}]
-
-
-def deployment(group: str, ident: str, reply: str, cost: float = 1e-6) -> dict:
-    return {
-        "model_name": group,
-        "litellm_params": {
-            "model": f"openai/{ident}",
-            "api_key": "sk-unused",
-            "mock_response": reply,
-            "input_cost_per_token": cost,
-            "output_cost_per_token": cost,
-        },
-        "model_info": {"id": ident},
-    }
 
 
 class Recording:
@@ -118,7 +105,9 @@ def make_router(model_list: list[dict], **kwargs: object):
 
 async def test_decision_in_metadata_and_outcome_in_dollars_and_ms(callbacks):
     rec = Recording()
-    router = make_router([deployment("chat", "cheap", "a"), deployment("chat", "strong", "b")])
+    router = make_router(
+        [mock_deployment("chat", "cheap", reply="a"), mock_deployment("chat", "strong", reply="b")]
+    )
     strategy = BanditRoutingStrategy(selector_factory=in_process(rec)).attach(router)
     callbacks.append(OutcomeLogger(strategy))
     metadata: dict = {}
@@ -140,7 +129,9 @@ async def test_decision_in_metadata_and_outcome_in_dollars_and_ms(callbacks):
 
 async def test_without_a_cost_cap_dollars_are_left_out_and_a_warning_says_so(callbacks, caplog):
     rec = Recording()
-    router = make_router([deployment("chat", "cheap", "a"), deployment("chat", "strong", "b")])
+    router = make_router(
+        [mock_deployment("chat", "cheap", reply="a"), mock_deployment("chat", "strong", reply="b")]
+    )
     no_cap = RewardSpec(latency_cap_ms=2000.0, required=("latency",))
     strategy = BanditRoutingStrategy(selector_factory=in_process(rec, spec=no_cap)).attach(router)
     callbacks.append(OutcomeLogger(strategy))
@@ -157,7 +148,10 @@ async def test_without_a_cost_cap_dollars_are_left_out_and_a_warning_says_so(cal
 async def test_retry_charges_the_chosen_deployment_with_the_failure(callbacks):
     rec = Recording()
     router = make_router(
-        [deployment("chat", "cheap", "ok"), deployment("chat", "broken", "litellm.RateLimitError")],
+        [
+            mock_deployment("chat", "cheap", reply="ok"),
+            mock_deployment("chat", "broken", reply="litellm.RateLimitError"),
+        ],
         num_retries=1,
     )
     strategy = BanditRoutingStrategy(selector_factory=in_process(rec, serve="broken"))
@@ -181,9 +175,9 @@ async def test_fallback_to_another_group_is_not_credited(callbacks):
     rec = Recording()
     router = make_router(
         [
-            deployment("chat", "cheap", "ok"),
-            deployment("chat", "broken", "litellm.InternalServerError"),
-            deployment("backup", "spare", "spare answer"),
+            mock_deployment("chat", "cheap", reply="ok"),
+            mock_deployment("chat", "broken", reply="litellm.InternalServerError"),
+            mock_deployment("backup", "spare", reply="spare answer"),
         ],
         num_retries=0,
         fallbacks=[{"chat": ["backup"]}],
@@ -204,7 +198,9 @@ async def test_fallback_to_another_group_is_not_credited(callbacks):
 
 def test_sync_completion_and_late_feedback(callbacks):
     rec = Recording()
-    router = make_router([deployment("chat", "cheap", "a"), deployment("chat", "strong", "b")])
+    router = make_router(
+        [mock_deployment("chat", "cheap", reply="a"), mock_deployment("chat", "strong", reply="b")]
+    )
     strategy = BanditRoutingStrategy(selector_factory=in_process(rec, spec=WITH_QUALITY)).attach(
         router
     )
@@ -224,9 +220,9 @@ def test_sync_completion_and_late_feedback(callbacks):
 async def test_single_deployment_and_policy_errors_still_route(callbacks):
     router = make_router(
         [
-            deployment("solo", "only", "x"),
-            deployment("chat", "cheap", "a"),
-            deployment("chat", "strong", "b"),
+            mock_deployment("solo", "only", reply="x"),
+            mock_deployment("chat", "cheap", reply="a"),
+            mock_deployment("chat", "strong", reply="b"),
         ]
     )
 
@@ -246,7 +242,9 @@ async def test_single_deployment_and_policy_errors_still_route(callbacks):
 
 
 def test_policy_config_for_a_group():
-    router = make_router([deployment("gpt/eu", "a", "x"), deployment("gpt/eu", "b", "y")])
+    router = make_router(
+        [mock_deployment("gpt/eu", "a", reply="x"), mock_deployment("gpt/eu", "b", reply="y")]
+    )
     strategy = BanditRoutingStrategy(reward_spec=SPEC).attach(router)
     config = strategy.policy_config("gpt/eu", rollout_fraction=0.5)
     assert config.name == "litellm.gpt_eu" and config.arms == ("a", "b")
@@ -255,7 +253,9 @@ def test_policy_config_for_a_group():
 
 def test_forked_child_builds_its_own_selectors(callbacks):
     rec = Recording()
-    router = make_router([deployment("chat", "cheap", "a"), deployment("chat", "strong", "b")])
+    router = make_router(
+        [mock_deployment("chat", "cheap", reply="a"), mock_deployment("chat", "strong", reply="b")]
+    )
     strategy = BanditRoutingStrategy(selector_factory=in_process(rec)).attach(router)
     strategy.selector("chat")
     assert strategy.selector_of("chat") is not None
@@ -291,6 +291,29 @@ def test_openai_features():
     assert openai_features({"messages": "not a list", "max_tokens": "nan"})[5] == 0.0
 
 
+@pytest.mark.parametrize(
+    ("given", "linger"), [({}, 50.0), ({"producer_linger_ms": 5.0}, 5.0)], ids=["default", "set"]
+)
+def test_the_plugins_producer_batches_events_unless_the_settings_set_a_linger(
+    monkeypatch, given, linger
+):
+    """Few produce requests (librdkafka's thread wakes per request, on the loop's host)."""
+    from producers.integrations.litellm import _strategy
+
+    monkeypatch.delenv("RL_COMMONS_PRODUCER_LINGER_MS", raising=False)
+    monkeypatch.setattr(
+        _strategy.SafeProviderSelector,
+        "connect",
+        classmethod(lambda cls, policy, settings, **kw: kw["producer"]),
+    )
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", **given)
+    producer = BanditRoutingStrategy(settings)._default_factory("litellm.chat", ("a", "b"))
+    try:
+        assert producer.describe()["linger.ms"] == linger
+    finally:
+        producer.close(0)
+
+
 def test_public_names():
     import producers.integrations as integrations
     import producers.integrations.litellm as integration
@@ -307,7 +330,7 @@ def test_docstring_examples():
     import doctest
 
     from producers.integrations import _feedback
-    from producers.integrations.litellm import _features, _strategy
+    from producers.integrations.litellm import _features, _mock, _strategy
 
-    for module in (_feedback, _features, _strategy):
+    for module in (_feedback, _features, _mock, _strategy):
         assert doctest.testmod(module).failed == 0

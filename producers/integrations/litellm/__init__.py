@@ -14,6 +14,7 @@ from .._feedback import report_feedback
 from ._features import OPENAI_FEATURE_NAMES, openai_features
 from ._ledger import DECISION_HEADER, DECISION_ID
 from ._logger import OutcomeLogger
+from ._mock import mock_deployment
 from ._strategy import BanditRoutingStrategy, policy_name
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "DECISION_ID",
     "OPENAI_FEATURE_NAMES",
     "OutcomeLogger",
+    "mock_deployment",
     "openai_features",
     "policy_name",
     "report_feedback",

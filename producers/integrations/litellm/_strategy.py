@@ -16,6 +16,14 @@ served as asked and not logged. Routing never raises because of rl-commons: any 
 of the selector serves a uniformly chosen deployment and is counted (``errors``); a
 selector that could not be made is tried again after ``RETRY_SECONDS``.
 
+Events go out through one Kafka producer per process whose linger is ``PRODUCER_LINGER_MS``
+(50 ms) unless the settings set ``producer_linger_ms`` (``RL_COMMONS_PRODUCER_LINGER_MS``):
+librdkafka's thread wakes about three times per produce request (first message of a
+partition, linger timer, response), and with a 5 ms linger every request of a proxy carries
+about one event; each wake-up lands on the host that runs LiteLLM's event loop
+(``bench_litellm``: 110–170 µs per event on the p50 of ``acompletion`` at 5 ms, within
+noise at 50 ms). The cost: events reach the learning loop up to 50 ms later.
+
 Selectors are made lazily, one per group, in the process that routes: after a fork
 (gunicorn/uvicorn workers) the child drops what its parent made and builds its own
 selectors and Kafka producer on its first request (``os.register_at_fork``).
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 SelectorFactory = Callable[[str, Sequence[str]], ProviderSelector]
 #: after a selector could not be made (Redis down at start …), route uniformly this long
 RETRY_SECONDS = 5.0
+#: the producer's linger (ms) unless the settings set one (see the module docstring)
+PRODUCER_LINGER_MS = 50.0
 _BAD_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -60,6 +70,20 @@ def _deployment_id(deployment: Mapping[str, Any]) -> str | None:
     info = deployment.get("model_info")
     value = info.get("id") if isinstance(info, Mapping) else None
     return str(value) if value is not None else None
+
+
+def producer_overrides(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings of the plugin's producer beyond ``settings``: the linger, unless
+    ``settings`` were given one (explicitly or from the environment).
+
+    >>> producer_overrides(Settings())
+    {'linger.ms': 50.0}
+    >>> producer_overrides(Settings(producer_linger_ms=5))
+    {}
+    """
+    if "producer_linger_ms" in settings.model_fields_set:
+        return {}
+    return {"linger.ms": PRODUCER_LINGER_MS}
 
 
 class BanditRoutingStrategy:
@@ -129,7 +153,7 @@ class BanditRoutingStrategy:
                 **({"exploration_rate": 1.0} if self.safe else {}),
             )
         if self._producer is None:
-            self._producer = EventProducer(self.settings)
+            self._producer = EventProducer(self.settings, config=producer_overrides(self.settings))
         if self.create_policies:
             store = RedisPolicyStore.from_settings(self.settings)
             store.create(self._config(policy, arms), exist_ok=True)
