@@ -264,3 +264,26 @@ def test_cli_demo_objective_options_reach_the_demo_options(monkeypatch):
     assert seen["opts"].warmup is None
     assert main(["demo", "--objective", "quality-floor", "--warmup", "0"]) == 0
     assert seen["opts"].warmup == 0 and seen["opts"].report_from == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "size"),
+    [
+        ([], (3000, 75.0)),
+        (["--objective", "quality-floor"], (6000, 100.0)),
+        (["--objective", "budget", "--max-cost", "0.01"], (6000, 100.0)),
+        (["--objective", "quality-floor", "--requests", "900", "--duration", "9"], (900, 9.0)),
+    ],
+)
+def test_a_constrained_demo_is_longer_by_default_unless_told(monkeypatch, argv, size):
+    from types import SimpleNamespace
+
+    import stream_app.dev.demo as demo
+    from stream_app.ops.cli import main
+
+    seen = []
+    monkeypatch.setattr(
+        demo, "run_demo", lambda opts: seen.append(opts) or SimpleNamespace(requests=1)
+    )
+    assert main(["demo", "--no-plot", "--no-dashboard", *argv]) == 0
+    assert (seen[0].requests, seen[0].duration) == size

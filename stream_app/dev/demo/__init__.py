@@ -10,6 +10,7 @@ from ._options import (
     DemoOptions,
     PriorityRule,
     demo_policy_config,
+    size_defaults,
 )
 from ._rollout import DEFAULT_STEPS, RolloutController, RolloutDecision
 from ._runner import Demo, DemoResult, run_demo
@@ -35,4 +36,5 @@ __all__ = [
     "rolling_by_cohort",
     "rolling_mean",
     "run_demo",
+    "size_defaults",
 ]

@@ -24,8 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "and the report, over the requests after a warm-up, shows the constraint."
         ),
     )
-    p.add_argument("--requests", type=int, default=3000, help="requests to send (3000)")
-    p.add_argument("--duration", type=float, default=75.0, help="seconds to spread them over (75)")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests to send (3000; 6000 with --objective quality-floor or budget)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to spread them over (75; 100 with --objective quality-floor or budget)",
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of the simulated world (7)")
     p.add_argument("--no-plot", action="store_true", help="skip the learning-curve PNG")
     p.add_argument(
@@ -91,11 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from policy_store import Settings
-    from stream_app.dev.demo import Demo, DemoOptions, run_demo
+    from stream_app.dev.demo import Demo, DemoOptions, run_demo, size_defaults
 
+    requests, duration = size_defaults(args.objective)
     opts = DemoOptions(
-        requests=args.requests,
-        duration=args.duration,
+        requests=requests if args.requests is None else args.requests,
+        duration=duration if args.duration is None else args.duration,
         seed=args.seed,
         plot=not args.no_plot,
         out=args.out,
