@@ -50,9 +50,13 @@ CODE = "Fix this:\n```python\ndef add(a, b):\n    return a - b\n```"
 
 @pytest.fixture
 def callbacks():
-    saved = list(litellm.callbacks)
+    """``litellm.callbacks`` for the test; afterwards every list LiteLLM copies callbacks
+    into is restored too, so no logger keeps running into later tests."""
+    lists = [n for n in dir(litellm) if n.endswith("callback") or n.endswith("callbacks")]
+    saved = {n: list(v) for n in lists if isinstance(v := getattr(litellm, n), list)}
     yield litellm.callbacks
-    litellm.callbacks[:] = saved
+    for name, items in saved.items():
+        getattr(litellm, name)[:] = items
 
 
 @pytest.fixture
