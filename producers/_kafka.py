@@ -15,9 +15,12 @@
   Served by a background thread blocked in ``poll`` while requests run, every one
   of those GIL hand-offs would stall a request thread (hundreds per second under
   load, the proxy's p99). So ``send`` serves them itself, ``poll(0)`` after every
-  ``SERVE_EVERY`` events (no hand-off: it already holds the GIL; a few µs each
-  time), and the background thread only wakes every ``poll_interval`` seconds to
-  serve them when traffic stops (it then finds the GIL free).
+  ``SERVE_EVERY`` events (a few µs each time), and the background thread only
+  wakes every ``poll_interval`` seconds to serve them when traffic stops (it then
+  finds the GIL free). ``poll(0)`` itself releases the GIL for the call: when
+  another Python thread is busy, that ``send`` can wait up to the interpreter's
+  switch interval (5 ms) to get it back (measured: p99 stalls of ~7.7 ms with one
+  busy thread beside it; ``bench_proxy`` times one thread and cannot show it).
 * ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
   nothing while the queue has room.
 * Counters: ``metrics()`` (a dict) and a prometheus collector (``register``);
