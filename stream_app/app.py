@@ -95,6 +95,8 @@ def create_app(
     config_refresh_interval: float = 5.0,
     default_window: float = DEFAULT_WINDOW,
     tombstone_seconds: float = TOMBSTONE_SECONDS,
+    checkpoint_every: int = 10_000,
+    checkpoint_ratio: float = 4.0,
     cohort_weights: Mapping[str, float] | None = None,
     faust_options: Mapping[str, Any] | None = None,
 ) -> StreamApp:
@@ -106,6 +108,8 @@ def create_app(
     ``settings`` (then the dashboard's aggregates are written beside it; with another
     store only the parameters). ``batch_size`` bounds the messages per batch,
     ``batch_within`` is the longest wait for a batch's first message.
+    ``checkpoint_every`` / ``checkpoint_ratio``: when a join table is checkpointed
+    (``EngineOptions``; ``checkpoint_every`` 0: never).
     ``faust_options`` override any Faust setting (e.g. ``{"web_bind": "0.0.0.0"}``).
     """
     topics = Topics.from_settings(settings)
@@ -138,7 +142,11 @@ def create_app(
         health=health,
     )
     options = EngineOptions(
-        batch_size=batch_size, poll_wait=batch_within, sweep_interval=sweep_interval
+        batch_size=batch_size,
+        poll_wait=batch_within,
+        sweep_interval=sweep_interval,
+        checkpoint_every=checkpoint_every,
+        checkpoint_ratio=checkpoint_ratio,
     )
     clients = ConfluentClients(settings, topics)
     engine = BatchEngine(topics, join, updater, clients, app_id=app_id, options=options)

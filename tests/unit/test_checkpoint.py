@@ -200,3 +200,39 @@ def test_no_checkpoint_committed_restores_from_the_beginning():
         (p, 0, len(world.broker.logs[(CHANGELOG, p)])) for p in (0, 1)
     )
     assert len(world.engine.join) == 4
+
+
+# -- the worker's flags ---------------------------------------------------------------------
+def test_worker_checkpoint_flags_reach_the_engine_options(monkeypatch, capsys):
+    import faust
+
+    import stream_app
+    from stream_app.ops.cli import _worker as worker_cli
+    from stream_app.ops.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["worker"])
+    assert (args.checkpoint_every, args.checkpoint_ratio) == (10_000, 4.0)  # defaults kept
+    for bad in (
+        ["--checkpoint-every", "-1"],
+        ["--checkpoint-every", "1.5"],
+        ["--checkpoint-ratio", "0"],
+        ["--checkpoint-ratio", "nan"],
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["worker", *bad])
+        assert bad[0] in capsys.readouterr().err
+    got = {}
+    monkeypatch.setattr(worker_cli, "wait_for_services", lambda s, w: worker_cli.Reach())
+    monkeypatch.setattr(stream_app, "create_app", lambda s, **kw: got.update(kw) or _Host())
+    monkeypatch.setattr(faust, "Worker", lambda *a, **kw: _Host())
+    args = parser.parse_args(["worker", "--checkpoint-every", "0", "--checkpoint-ratio", "2.5"])
+    assert args.func(args) == 0
+    assert (got["checkpoint_every"], got["checkpoint_ratio"]) == (0, 2.5)
+
+
+class _Host:
+    app = None
+
+    def execute_from_commandline(self) -> None:
+        pass

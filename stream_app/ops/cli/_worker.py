@@ -9,6 +9,7 @@ and the policies.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -99,6 +100,30 @@ def wait_for_services(settings, wait: float | None, retry: float = RETRY_SECONDS
         time.sleep(pause)
 
 
+def checkpoint_every(text: str) -> int:
+    """``--checkpoint-every``: a whole number of changes ≥ 0 (0: no checkpoints)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number ≥ 0 (changes between checkpoints; 0: none)"
+        )
+    return value
+
+
+def checkpoint_ratio(text: str) -> float:
+    """``--checkpoint-ratio``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0, e.g. 4")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "worker",
@@ -168,6 +193,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how long a closed decision is remembered to spot duplicates and late parts "
         "(default 300 s)",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=checkpoint_every,
+        default=10_000,
+        metavar="N",
+        help="re-write a join partition's live table into the changelog once N changes "
+        "(and R × its live entries) were written since its last checkpoint, so a restore "
+        "reads a bounded tail; 0: never (restores read the whole changelog) (default 10000)",
+    )
+    p.add_argument(
+        "--checkpoint-ratio",
+        type=checkpoint_ratio,
+        default=4.0,
+        metavar="R",
+        help="… and once the changes reach R × the live entries: checkpoints add at most "
+        "1/R writes per change, a restore reads at most (1 + R) × the live table + N "
+        "records (default 4)",
+    )
     p.set_defaults(func=run)
 
 
@@ -193,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         sweep_interval=args.sweep_interval,
         default_window=args.default_window,
         tombstone_seconds=args.tombstone_seconds,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_ratio=args.checkpoint_ratio,
         faust_options={"web_bind": args.web_host, "web_host": args.web_host},
     )
     worker = faust.Worker(
