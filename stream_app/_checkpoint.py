@@ -4,30 +4,44 @@ The changelog of a join table (``_batch_join``: key = decision_id, value = the e
 JSON, None = deleted) is only compacted by a broker that compacts (the embedded broker
 never does; Kafka only cleans closed segments), so reading it from the beginning costs
 the whole history. A checkpoint re-writes the live table of one partition into its
-changelog partition, between two markers, in one go on the engine's thread (no other
-change of that table comes in between)::
+changelog partition, between two markers::
 
-    START {"checkpoint": id, "n": n}, n entries (key, value as any change), END {"checkpoint": id}
+    START {"checkpoint": id, "n": n}, entries and changes, END {"checkpoint": id, "records": m}
 
-Before it starts, every change of the table has been flushed, so the table equals what
-the changelog holds up to the start marker; the checkpoint restates exactly that table,
-so replaying the changelog from the start marker gives the same table as replaying it
-from the beginning (entries deleted earlier are not in the table, changes made later
-follow the end marker). Once the end marker is acknowledged, the engine commits the
-start marker's offset as the changelog partition's offset in its consumer group (so on
-Kafka a worker that was fenced out of the group cannot move it) and a restore reads from
-there. The restore checks that the record at that offset is the start marker and that
-the end marker with the same id sits exactly ``n + 1`` offsets later (nobody else's
-record in between, nothing missing); otherwise, or with no offset committed (a changelog
-older than checkpoints), it reads the partition from the beginning, which is always
-right. A crash in the middle of a checkpoint leaves the committed offset on the
-previous complete one; the partial one's records restate the same entries and do no
-harm.
+It is written over several turns of the engine's loop, at most ``per_turn`` entries a
+turn, so no turn pauses long; the table's own changes go on in between. At the start
+(every change of the table flushed, so the table equals what the changelog holds up to
+the start marker) it takes the table's n keys; each turn it writes the next keys with
+the value they have *now*, skipping those deleted meanwhile. Why replaying from the
+start marker gives the table the whole history gives (last write of each key wins):
 
-When: ``Checkpoints`` writes one once the changes since the last one reach both
+- a key changed or deleted after the start marker: its last record overall is after the
+  marker, and the checkpoint never writes a value older than one already in the log (the
+  current value is the last one written), so the last record after the marker is right;
+- a key not changed after the start: it was in the table at the start (the checkpoint
+  writes it, unchanged) or not (deleted before, or never there: absent both ways).
+
+A snapshot of the values taken at the start would break the first case: a key changed
+after the start and written later from the snapshot would get its old value back.
+
+The end marker counts the m records of the partition between the markers (entries plus
+the changes written meanwhile, all by this worker). Once it is acknowledged, the engine
+commits the start marker's offset as the changelog partition's offset in its consumer
+group (so on Kafka a worker that was fenced out of the group cannot move it) and a
+restore reads from there. The restore checks that the record at that offset is the start
+marker and that the end marker with the same id sits exactly ``m + 1`` offsets later
+(nobody else's record in between, nothing missing; an end marker without ``m``, written
+in one go by an older worker, sits ``n + 1`` later); otherwise, or with no offset
+committed (a changelog older than checkpoints), it reads the partition from the
+beginning, which is always right. A crash, a failed write or a lost partition in the
+middle of a checkpoint leaves the committed offset on the previous complete one (an
+unfinished checkpoint is dropped when its table is no longer the one it started from);
+the partial one's records restate current entries and do no harm.
+
+When: ``Checkpoints`` starts one once the changes since the last one reach both
 ``every`` and ``ratio`` × the live table, so the extra writes cost at most 1/ratio of
 the change traffic and a restore reads at most (1 + ratio) × the live table + ``every``
-records (plus the changes of one batch), whatever the history.
+records, plus the changes written while the last checkpoint was written.
 
 Marker values look like expired tombstones past their deadline, so a worker older than
 checkpoints restores them as two entries and sweeps them away at once.
@@ -65,22 +79,22 @@ class Restored:
     start: int | None = None  # offset of the checkpoint read from, None = the beginning
 
 
-def _marker(cid: str, n: int | None = None) -> bytes:
+def _marker(cid: str, **counts: int) -> bytes:
     value: dict[str, Any] = {"status": "expired", "deadline": 0, "policy": None, "checkpoint": cid}
-    if n is not None:
-        value["n"] = n
+    value.update(counts)
     return json.dumps(value).encode()
 
 
 def checkpoint_records(
     table: Mapping[str, State], cid: str | None = None
 ) -> Iterator[tuple[bytes, bytes]]:
-    """The records of a checkpoint of ``table``: the start marker, every entry, the end."""
+    """The records of a checkpoint of ``table`` written in one go: the start marker, every
+    entry, the end."""
     cid = cid or os.urandom(8).hex()
-    yield START, _marker(cid, len(table))
+    yield START, _marker(cid, n=len(table))
     for key, state in table.items():
         yield key.encode(), encode_entry(state)  # type: ignore[misc]
-    yield END, _marker(cid)
+    yield END, _marker(cid, records=len(table))
 
 
 def _end_index(records: Sequence[Record], start: int) -> int | None:
@@ -89,14 +103,15 @@ def _end_index(records: Sequence[Record], start: int) -> int | None:
     if not records or records[0][0] != start or records[0][1] != START or not records[0][2]:
         return None
     head = json.loads(records[0][2])
-    target = start + head["n"] + 1
-    i = min(head["n"] + 1, len(records) - 1)
-    while i > 0 and records[i][0] > target:  # fewer records than offsets: compacted
-        i -= 1
-    off, key, value = records[i]
-    if off != target or key != END or value is None:
-        return None
-    return i if json.loads(value)["checkpoint"] == head["checkpoint"] else None
+    for i in range(1, len(records)):
+        off, key, value = records[i]
+        if key != END or value is None:
+            continue
+        end = json.loads(value)
+        if end["checkpoint"] != head["checkpoint"]:
+            return None  # another checkpoint's end first: this one never finished
+        return i if off == start + end.get("records", head["n"]) + 1 else None
+    return None
 
 
 def restore_partition(records: Sequence[Record], start: int | None = None) -> Restored | None:
@@ -126,18 +141,34 @@ def _ignore(err: Any, msg: Any) -> None:
 
 
 @dataclass
+class _Writing:
+    """A checkpoint being written: where it starts, the keys it restates, how far it got."""
+
+    cid: str
+    start: int  # offset of the start marker
+    table: Mapping[str, State]  # the table it restates (another one: dropped)
+    keys: list[str]  # the table's keys at the start
+    base: int  # the partition's change count at the start
+    done: int = 0  # keys handled
+    entries: int = 0  # entries written (keys deleted meanwhile are skipped)
+
+
+@dataclass
 class Checkpoints:
     """The checkpoints of one changelog: when to write them, writing them, restoring.
 
     A partition is due once the changes since its last checkpoint (or since the records
     its restore read after one) reach ``every`` and ``ratio`` × its live table, whichever
-    is more; ``every`` = 0: never."""
+    is more; ``every`` = 0: never. A checkpoint writes at most ``per_turn`` entries per
+    call of ``write`` (all partitions together)."""
 
     changelog: str
     every: int = 10_000
     ratio: float = 4.0
+    per_turn: int = 5_000
     since: Counter = field(default_factory=Counter)
     written: int = 0  # records written by checkpoints (markers included)
+    writing: dict[int, _Writing] = field(default_factory=dict)
     _marker_producer: Any = None
 
     def note(self, changes: Iterable[tuple[int, str]]) -> None:
@@ -147,11 +178,15 @@ class Checkpoints:
             since[p] += 1
 
     def due(self, tables: Mapping[int, Sized]) -> list[int]:
-        """The partitions of ``tables`` to checkpoint now."""
+        """The partitions of ``tables`` to start a checkpoint of now."""
         if self.every <= 0:
             return []
-        since = self.since
-        return [p for p, t in tables.items() if since[p] >= max(self.every, self.ratio * len(t))]
+        since, writing = self.since, self.writing
+        return [
+            p
+            for p, t in tables.items()
+            if p not in writing and since[p] >= max(self.every, self.ratio * len(t))
+        ]
 
     def write(
         self,
@@ -160,27 +195,57 @@ class Checkpoints:
         produce: Callable[[str, bytes, bytes, int], None],
         flush: Callable[[], None],
     ) -> dict[tuple[str, int], int]:
-        """Checkpoint the partitions that are due, one after the other, and return where
-        each one starts, as offsets to commit. Called when every change written so far
-        is flushed. The start marker goes through a producer of ``clients`` that reports
-        every delivery (the worker's producer reports only failures), flushed, for its
-        offset; the rest through ``produce(topic, key, value, partition)``, ``flush``."""
-        starts: dict[tuple[str, int], int] = {}
+        """Start the checkpoints that are due, write the next ``per_turn`` entries of the
+        ones under way, and return where each one completed now starts, as offsets to
+        commit. Called when every change written so far is flushed. The start marker goes
+        through a producer of ``clients`` that reports every delivery (the worker's
+        producer reports only failures), flushed, for its offset; the rest through
+        ``produce(topic, key, value, partition)``, then one ``flush``."""
         if self._marker_producer is None and self.every > 0:
             # made before it is needed: it connects in the background (~0.5 s)
             self._marker_producer = clients.producer(_ignore, every_delivery=True)
+        for p, w in list(self.writing.items()):
+            if tables.get(p) is not w.table:  # lost, restored or dropped meanwhile
+                del self.writing[p]
         for p in self.due(tables):
-            records = checkpoint_records(tables[p])
-            start = self._start(*next(records), p)
-            if start is None:
-                continue  # not acknowledged: try again at the next turn
-            for key, value in records:
-                produce(self.changelog, key, value, p)
+            cid = os.urandom(8).hex()
+            start = self._start(START, _marker(cid, n=len(tables[p])), p)
+            if start is not None:  # else not acknowledged: try again at the next turn
+                self.writing[p] = _Writing(cid, start, tables[p], list(tables[p]), self.since[p])
+        budget, done, wrote = self.per_turn, [], False
+        for p, w in self.writing.items():
+            if budget <= 0:
+                break
+            budget -= self._write_some(w, p, budget, produce)
+            wrote = True
+            if w.done == len(w.keys):
+                changes = self.since[p] - w.base
+                produce(self.changelog, END, _marker(w.cid, records=w.entries + changes), p)
+                done.append(p)
+        if wrote:
             flush()
-            starts[(self.changelog, p)] = start
-            self.since[p] = 0
-            self.written += len(tables[p]) + 2
+        starts: dict[tuple[str, int], int] = {}
+        for p in done:
+            w = self.writing.pop(p)
+            starts[(self.changelog, p)] = w.start
+            self.since[p] -= w.base  # the changes written meanwhile are read after it
+            self.written += w.entries + 2
         return starts
+
+    def _write_some(
+        self, w: _Writing, p: int, budget: int, produce: Callable[[str, bytes, bytes, int], None]
+    ) -> int:
+        """Write the current values of the next ``budget`` keys of ``w`` (skipping keys
+        deleted since the start); the number of keys handled."""
+        keys, table, topic = w.keys, w.table, self.changelog
+        stop = min(len(keys), w.done + budget)
+        for i in range(w.done, stop):
+            state = table.get(keys[i])
+            if state is not None:
+                produce(topic, keys[i].encode(), encode_entry(state), p)  # type: ignore[arg-type]
+                w.entries += 1
+        handled, w.done = stop - w.done, stop
+        return handled
 
     def _start(self, key: bytes, value: bytes, partition: int) -> int | None:
         """Write a start marker; its offset once acknowledged, None if it was not."""

@@ -404,8 +404,8 @@ class BatchEngine:
         self._publish(out)
 
     def _checkpoint(self) -> None:
-        """Checkpoint the tables that are due (every change is flushed by now), then
-        commit where each checkpoint starts: a restore reads the changelog from there."""
+        """Write the next slice of the tables' checkpoints (every change is flushed by now),
+        then commit where each one completed starts: a restore reads from there."""
         if not self.rebalancing:
             tables, clients = self.join.tables, self.clients
             self._commit(self.checkpoints.write(tables, clients, self._produce, self._flush))

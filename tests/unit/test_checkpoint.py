@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from _engine_fakes import CHANGELOG, TOPICS, World
+from _engine_fakes import CHANGELOG, TOPICS, World, _commits
 
 from producers import RewardEvent
 from stream_app._batch_join import decode_entry, encode_entry
@@ -165,6 +165,30 @@ def test_the_engine_checkpoints_commits_the_start_and_restores_from_there():
     assert len(world.engine.join) == 2
 
 
+def test_the_engine_spreads_a_checkpoint_over_turns_and_commits_it_once_complete():
+    world = World(checkpoint_every=4, checkpoint_ratio=0.5)
+    world.engine.options.batch_size, world.engine.checkpoints.per_turn = 6, 2
+    for i in range(30):
+        world.send_pair(i, outcome=False)  # open decisions: 30 live entries
+    events = world.turns(1)
+    assert _commits(events, CHANGELOG) == []  # started, not complete
+    turns = 1
+    while len([k for k in world.broker.committed if k[0] == CHANGELOG]) < 2:
+        events = world.turns(1)
+        entries = [e for e in events if e[:2] == ("produce", CHANGELOG)]
+        assert len(entries) <= 6 + 2 + 2  # the batch's changes, ≤ per_turn entries, the ends
+        turns += 1
+    assert turns > 5
+    world.turns(2)
+    world.clients.reads.clear()
+    world.consumer.rebalance("lost")
+    world.turns(1)
+    for p, first, _ in world.clients.reads:
+        assert first == world.broker.committed[(CHANGELOG, p)] > 0
+        assert world.engine.join.tables[p] == _full(world, p)
+    assert len(world.engine.join) == 30
+
+
 def test_after_a_crash_the_replay_meets_the_checkpointed_tombstones_and_resends_the_same():
     world = World(checkpoint_every=2, checkpoint_ratio=1.0)
     for i in range(6):
@@ -236,3 +260,109 @@ class _Host:
 
     def execute_from_commandline(self) -> None:
         pass
+
+
+# -- a checkpoint written over several turns -------------------------------------------------
+class _LogClients:
+    """``Checkpoints.write``'s clients, produce and flush, writing to one ``Log``."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.flushes = 0
+        self.puts = 0  # records written through ``put``
+
+    def producer(self, on_delivery, every_delivery: bool = False) -> _LogClients:
+        return self
+
+    def produce(self, topic, value, key, partition, on_delivery) -> None:
+        on_delivery(None, _Msg(self.log.write(key, value)))
+
+    def flush(self, timeout: float = 0) -> None:
+        self.flushes += 1
+
+    def put(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        self.puts += 1
+        self.log.write(key, value)
+
+
+class _Msg:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def _turn(cp: Checkpoints, log: Log, clients: _LogClients, rng: random.Random, n: int) -> dict:
+    """One loop turn: ``n`` random changes (flushed and counted), then ``write``."""
+    before = len(log.records)
+    _random_changes(log, rng, n)
+    cp.note((0, k.decode()) for _, k, _ in log.records[before:])
+    clients.puts = 0
+    return cp.write({0: log.table}, clients, clients.put, lambda: clients.flush())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_spread_checkpoint_restores_the_same_table_as_the_full_history(seed):
+    rng = random.Random(seed)
+    log, cp = Log(), Checkpoints(CHANGELOG, every=50, ratio=1.0, per_turn=4)
+    clients = _LogClients(log)
+    _random_changes(log, rng, 100, keys=40)
+    cp.since[0] = 100
+    starts: list[dict] = []
+    while not starts or not starts[-1]:
+        starts.append(_turn(cp, log, clients, rng, rng.randrange(4)))
+        assert clients.puts <= 4 + 1  # a turn writes ≤ per_turn entries (and the end marker)
+    assert len(starts) > 3 and not any(starts[:-1])  # committed only once complete
+    start = starts[-1][(CHANGELOG, 0)]
+    for _ in range(5):
+        _turn(cp, log, clients, rng, 3)  # changes after the end marker
+    tail, full = restore_partition(log.since(start), start), restore_partition(log.records)
+    assert tail is not None and full is not None
+    assert tail.table == full.table == log.table
+
+
+def test_a_key_changed_after_the_start_is_not_written_back_with_its_old_value():
+    log, cp = Log(), Checkpoints(CHANGELOG, every=1, ratio=0.1, per_turn=1)
+    clients = _LogClients(log)
+    for i in range(4):
+        log.change(f"d{i}", {"deadline": i})
+    cp.note((0, f"d{i}") for i in range(4))
+    write = lambda: cp.write({0: log.table}, clients, clients.put, lambda: None)  # noqa: E731
+    assert write() == {}  # started: d0 written
+    log.change("d3", {"deadline": 33})  # not written by the checkpoint yet: changed ...
+    log.change("d2", None)  # ... and deleted
+    cp.note([(0, "d3"), (0, "d2")])
+    assert write() == write() == {}  # d1, then d2 skipped
+    (start,) = write().values()  # d3 with its current value, then the end marker
+    assert json.loads(log.records[-1][2])["records"] == 3 + 2  # 3 entries, 2 changes
+    restored = restore_partition(log.since(start), start)
+    assert restored is not None and restored.table == log.table
+    assert restored.table["d3"] == {"deadline": 33} and "d2" not in restored.table
+    assert cp.since[0] == 2  # the changes written meanwhile count toward the next one
+
+
+def test_an_unfinished_spread_checkpoint_leaves_the_previous_one_committed():
+    rng = random.Random(3)
+    log, cp = Log(), Checkpoints(CHANGELOG, every=20, ratio=1.0, per_turn=3)
+    clients = _LogClients(log)
+    _random_changes(log, rng, 60, keys=30)
+    cp.since[0] = 60
+    while not (done := _turn(cp, log, clients, rng, 2)):
+        pass
+    committed = done[(CHANGELOG, 0)]
+    cp.since[0] = 100
+    assert _turn(cp, log, clients, rng, 2) == {}  # the next one starts ...
+    partial = cp.writing[0].start
+    assert _turn(cp, log, clients, rng, 2) == {}  # ... the worker dies half-way
+    _random_changes(log, rng, 10, keys=30)  # its successor changes the table
+    assert restore_partition(log.since(partial), partial) is None  # no end marker
+    restored = restore_partition(log.since(committed), committed)
+    assert restored is not None and restored.table == log.table
+    # a table restored (or dropped) meanwhile: the unfinished checkpoint is dropped (and,
+    # still due, a new one starts from the new table)
+    new = dict(log.table)
+    cp.write({0: new}, clients, clients.put, lambda: None)
+    assert cp.writing[0].start > partial and cp.writing[0].table is new
+    cp.write({}, clients, clients.put, lambda: None)
+    assert cp.writing == {}
