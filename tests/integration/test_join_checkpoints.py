@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from _stream_helpers import FULL, Sender, decision, make_policy, outcome, wait_for
 
 from policy_store import InMemoryPolicyStore
@@ -16,8 +17,9 @@ from stream_app._engine import BatchEngine, EngineOptions
 from stream_app._updater import Updater
 
 
+@pytest.mark.parametrize("per_turn", [5000, 40], ids=["one-turn", "spread"])
 def test_restore_reads_from_the_last_checkpoint_and_equals_the_full_history(
-    settings, topics, unique
+    settings, topics, unique, per_turn
 ):
     store = InMemoryPolicyStore()
     cfg = make_policy(store, window_seconds=1.0)
@@ -27,6 +29,7 @@ def test_restore_reads_from_the_last_checkpoint_and_equals_the_full_history(
     engine = BatchEngine(
         topics, join, Updater(store), clients, app_id=f"t{unique}", options=options
     )
+    engine.checkpoints.per_turn = per_turn  # "spread": a checkpoint spans several turns
     sender = Sender(settings.kafka_bootstrap, topics)
     engine.start()
     try:
@@ -38,6 +41,8 @@ def test_restore_reads_from_the_last_checkpoint_and_equals_the_full_history(
         # the live table: decisions waiting for their outcomes (windows of 1 s)
         sender.send_all(decision(i) for i in range(2000, 2300))
         wait_for(lambda: len(join) == 300, 30, "the open decisions")
+        # a checkpoint spread over turns may still be under way: let it complete
+        wait_for(lambda: not engine.checkpoints.writing, 60, "the checkpoints under way")
     finally:
         engine.stop()
     live = {p: dict(t) for p, t in join.tables.items()}
