@@ -20,7 +20,7 @@
   finds the GIL free). ``poll(0)`` releases the GIL for the call, and again around
   each report it serves: when another Python thread is busy, that ``send`` may wait
   a switch interval (5 ms) or more to get it back. Measured with one busy thread,
-  about 0.6 % of these polls stall, i.e. 0.04 % of sends: fewer than the
+  at most 0.6 % of these polls stall, i.e. 0.04 % of sends: fewer than the
   interpreter's own time slicing stalls anyway (``bench_proxy``'s second table, and
   docs/proxy.md for the options tried: larger, rarer gulps and serving from the
   background thread only did no better).
