@@ -13,6 +13,13 @@ Each call is timed alone with ``perf_counter_ns``; the selectors take turns in
 blocks so machine noise hits all alike; the garbage collector runs between
 blocks only. Targets for ``select`` + enqueue: p50 <= 25 µs, p99 <= 80 µs.
 
+A second table times ``select`` + enqueue (d=16) while 0, 1 and 3 other Python
+threads do CPU-bound work (a threaded WSGI server, an executor): a call that
+releases the GIL (``poll(0)`` serving delivery reports, a system call) may wait a
+whole switch interval (5 ms) to get it back. The same selector with a producer
+that drops every event (no ``produce``, no ``poll``) and the bare reader, timed
+under the same load, isolate what the Kafka calls add.
+
     python benchmarks/bench_proxy.py                    # 20,000 timed calls each
     python benchmarks/bench_proxy.py --iterations 50000 --out docs/bench_proxy.md
 """
@@ -22,6 +29,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +89,19 @@ def train(store: RedisPolicyStore, name: str, d: int, seed: int) -> None:
     store.apply(name, obs)
 
 
+class _NoKafka:
+    """A producer that drops every event: ``select`` builds the bytes, no Kafka call."""
+
+    def send(self, topic: str, key: str, value: bytes) -> bool:
+        return True
+
+    def close(self, timeout: float = 0.0) -> int:
+        return 0
+
+
+NO_KAFKA = "ProviderSelector.select + event bytes, no Kafka call (d=16)"
+
+
 def build(settings: Settings, seed: int) -> tuple[dict, list]:
     """The timed callables (each takes one request dict) and the objects to close.
 
@@ -107,6 +130,9 @@ def build(settings: Settings, seed: int) -> tuple[dict, list]:
         baseline=FixedBaseline("gpt-4"), feature_fn=given, reader=reader16, **common
     )
     sel7 = ProviderSelector(reader=reader7, **common)
+    no_kafka = ProviderSelector(
+        feature_fn=given, reader=reader16, seed=seed, producer=_NoKafka(), topics=topics
+    )
     for r in (reader16, reader7):
         assert r.wait_for_version(1, timeout=10), "policy not loaded"
 
@@ -140,6 +166,7 @@ def build(settings: Settings, seed: int) -> tuple[dict, list]:
         ),
         "ProviderSelector.select + enqueue (default features of a prompt, d=7)": sel7.select,
         "PolicyReader.select only, no event (d=16)": lambda r: reader16.select(r["array"]),
+        NO_KAFKA: no_kafka.select,
         "VW --cb_explore_adf --squarecb predict (d=16)": vw_select,
         "MABWiser LinUCB predict (d=16)": lambda r: mab.select(r["array"]),
     }
@@ -166,9 +193,64 @@ def table(times: dict) -> str:
     return latency_table(times, "call", "p50 / first row")
 
 
+def _spin(stop: threading.Event) -> None:
+    x = 0
+    while not stop.is_set():
+        for i in range(1000):
+            x += i * i
+
+
+@contextmanager
+def busy_threads(n: int) -> Iterator[None]:
+    """``n`` threads running pure Python (they hold the GIL whenever they get it)."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=_spin, args=(stop,), daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+LOADS = (0, 1, 3)
+LOADED = (
+    "ProviderSelector.select + enqueue (d=16)",
+    NO_KAFKA,
+    "PolicyReader.select only, no event (d=16)",
+)
+
+
+def under_load(fns: dict, inputs: list, iterations: int) -> dict[tuple[str, int], np.ndarray]:
+    """Nanoseconds per call of the ``LOADED`` rows, by (row, number of busy threads)."""
+    out = {}
+    for n in LOADS:
+        with busy_threads(n):
+            times = measure({name: fns[name] for name in LOADED}, inputs, iterations)
+        out.update({(name, n): t for name, t in times.items()})
+    return out
+
+
+def load_table(times: dict[tuple[str, int], np.ndarray]) -> str:
+    lines = [
+        "| call | busy threads | p50 µs | p99 µs | p99.9 µs | calls > 1 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (name, n), t in times.items():
+        p50, p99, p999 = np.percentile(t, [50, 99, 99.9]) / 1000.0
+        slow = 100.0 * np.mean(t > 1_000_000)
+        lines.append(f"| {name} | {n} | {p50:.1f} | {p99:.1f} | {p999:.1f} | {slow:.2f} % |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--iterations", type=int, default=20_000, help="timed calls per row")
+    ap.add_argument(
+        "--load-iterations", type=int, default=10_000, help="timed calls per row under load"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="also write the markdown to this file")
     args = ap.parse_args(argv)
@@ -186,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         create_topics(settings, Topics(settings.topic_prefix), partitions=4)
         fns, closers = build(settings, args.seed)
-        times = measure(fns, requests(args.seed), args.iterations)
+        inputs = requests(args.seed)
+        times = measure(fns, inputs, args.iterations)
+        loaded = under_load(fns, inputs, args.load_iterations)
         producer = closers[0]
         left = producer.close(timeout=30)
         m = producer.metrics()
@@ -201,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{cmd.strip()}`  \n"
         f"{N_ARMS} providers, {args.iterations} timed calls per row, numpy {np.__version__}, "
         f"{os.cpu_count()} CPUs. Events enqueued {enqueued}, delivered {delivered}, "
-        f"dropped {dropped}.\n\n" + table(times) + "\n"
+        f"dropped {dropped}.\n\n" + table(times) + "\n\n"
+        f"While other threads run Python ({args.load_iterations} timed calls per row):\n\n"
+        + load_table(loaded)
+        + "\n"
     )
     return emit(text, args.out)
 

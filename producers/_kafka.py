@@ -17,10 +17,13 @@
   load, the proxy's p99). So ``send`` serves them itself, ``poll(0)`` after every
   ``SERVE_EVERY`` events (a few µs each time), and the background thread only
   wakes every ``poll_interval`` seconds to serve them when traffic stops (it then
-  finds the GIL free). ``poll(0)`` itself releases the GIL for the call: when
-  another Python thread is busy, that ``send`` can wait up to the interpreter's
-  switch interval (5 ms) to get it back (measured: p99 stalls of ~7.7 ms with one
-  busy thread beside it; ``bench_proxy`` times one thread and cannot show it).
+  finds the GIL free). ``poll(0)`` releases the GIL for the call, and again around
+  each report it serves: when another Python thread is busy, that ``send`` may wait
+  a switch interval (5 ms) or more to get it back. Measured with one busy thread,
+  at most 0.6 % of these polls stall, i.e. 0.04 % of sends: fewer than the
+  interpreter's own time slicing stalls anyway (``bench_proxy``'s second table, and
+  docs/proxy.md for the options tried: larger, rarer gulps and serving from the
+  background thread only did no better).
 * ``message.timeout.ms`` is 5 minutes: a broker outage shorter than that loses
   nothing while the queue has room.
 * Counters: ``metrics()`` (a dict) and a prometheus collector (``register``);
