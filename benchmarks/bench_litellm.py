@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download
 
 from _output import command_line, emit  # noqa: E402
-from bench_proxy import services  # noqa: E402
+from bench_proxy import bench_settings, services  # noqa: E402
 
 from policy_store import RedisPolicyStore, RewardSpec, Settings  # noqa: E402
 from producers import Topics, create_topics  # noqa: E402
@@ -268,13 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     strategies: tuple = ()
     saved = list(litellm.callbacks)
     try:
-        tag = os.urandom(4).hex()
-        settings = Settings(
-            kafka_bootstrap=bootstrap,
-            redis_url=redis_url,
-            key_prefix=f"bench{tag}",
-            topic_prefix=f"bench{tag}.",
-        )
+        settings = bench_settings(bootstrap, redis_url)
         create_topics(settings, Topics(settings.topic_prefix), partitions=4)
         routers, strategies = build(settings)
         times = asyncio.run(timed(routers, args.iterations, args.block))

@@ -77,6 +77,19 @@ def services():
     return svc.bootstrap, svc.redis_url, svc.stop
 
 
+def bench_settings(bootstrap: str, redis_url: str, **overrides) -> Settings:
+    """Settings of one benchmark run: its own key and topic prefix (``bench<random>``), so
+    runs against shared services never meet."""
+    tag = os.urandom(4).hex()
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        key_prefix=f"bench{tag}",
+        topic_prefix=f"bench{tag}.",
+        **overrides,
+    )
+
+
 def train(store: RedisPolicyStore, name: str, d: int, seed: int) -> None:
     sim = LinearSimulator(N_ARMS, d, seed=seed)
     stream = sim.stream(TRAIN)
@@ -258,14 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap, redis_url, stop = services()
     closers: list = []
     try:
-        tag = os.urandom(4).hex()
-        settings = Settings(
-            kafka_bootstrap=bootstrap,
-            redis_url=redis_url,
-            key_prefix=f"bench{tag}",
-            topic_prefix=f"bench{tag}.",
-            producer_queue_max=1_000_000,
-        )
+        settings = bench_settings(bootstrap, redis_url, producer_queue_max=1_000_000)
         create_topics(settings, Topics(settings.topic_prefix), partitions=4)
         fns, closers = build(settings, args.seed)
         inputs = requests(args.seed)
