@@ -82,3 +82,25 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
         for row in (header, *rows)
     ]
     return "\n".join(lines)
+
+
+def bounded(
+    convert: Callable[[str], float],
+    ok: Callable[[float], bool],
+    outside: str,
+    example: str,
+    kind: str = "a number",
+) -> Callable[[str], float]:
+    """An argparse type: ``convert(raw)``, refused with ``outside`` (``{raw}`` filled in)
+    when ``ok`` says no, and as not ``kind`` when ``convert`` cannot read it."""
+
+    def parse(raw: str) -> float:
+        try:
+            v = convert(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not {kind}; e.g. {example}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(outside.format(raw=raw))
+        return v
+
+    return parse

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import redis_command, settings_from, store_from
+from ._common import bounded, redis_command, settings_from, store_from
 
 if TYPE_CHECKING:
     from policy_store import PolicyConfig
@@ -31,38 +30,20 @@ def add_kafka_options(p: argparse.ArgumentParser, timeout: float = 60.0) -> None
     )
 
 
-def _bounded(
-    convert: Callable[[str], float], ok: Callable[[float], bool], outside: str, example: str
-) -> Callable[[str], float]:
-    """An argparse type: ``convert(raw)``, refused with ``outside`` (``{raw}`` filled in)
-    when ``ok`` says no."""
-
-    def parse(raw: str) -> float:
-        try:
-            v = convert(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{raw!r} is not a number; e.g. {example}") from None
-        if not ok(v):
-            raise argparse.ArgumentTypeError(outside.format(raw=raw))
-        return v
-
-    return parse
-
-
-_margin = _bounded(
+_margin = bounded(
     float,
     lambda v: 0.0 <= v < 1.0,
     "{raw} is outside [0, 1): the margin is on the 0..1 quality scale "
     "(0.01 = one percentage point)",
     "0.01",
 )
-_minutes = _bounded(
+_minutes = bounded(
     int,
     lambda v: 1 <= v <= 7 * 24 * 60,
     "{raw} is outside 1..10080: aggregates are kept for 7 days (10080 minutes)",
     "60",
 )
-_level = _bounded(float, lambda v: 0.5 <= v < 1.0, "{raw} is outside [0.5, 1); e.g. 0.95", "0.95")
+_level = bounded(float, lambda v: 0.5 <= v < 1.0, "{raw} is outside [0.5, 1); e.g. 0.95", "0.95")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ._common import add_redis_options, settings_from
+from ._common import add_redis_options, bounded, settings_from
 
 RETRY_SECONDS = 5.0
 
@@ -100,28 +100,18 @@ def wait_for_services(settings, wait: float | None, retry: float = RETRY_SECONDS
         time.sleep(pause)
 
 
-def checkpoint_every(text: str) -> int:
-    """``--checkpoint-every``: a whole number of changes ≥ 0 (0: no checkpoints)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number ≥ 0 (changes between checkpoints; 0: none)"
-        )
-    return value
-
-
-def checkpoint_ratio(text: str) -> float:
-    """``--checkpoint-ratio``: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0, e.g. 4")
-    return value
+#: ``--checkpoint-every``: a whole number of changes ≥ 0 (0: no checkpoints).
+checkpoint_every = bounded(
+    int,
+    lambda v: v >= 0,
+    "{raw} is not a whole number ≥ 0 (changes between checkpoints; 0: none)",
+    "10000",
+    kind="a whole number ≥ 0",
+)
+#: ``--checkpoint-ratio``: a finite number > 0.
+checkpoint_ratio = bounded(
+    float, lambda v: math.isfinite(v) and v > 0, "{raw} is not a number > 0, e.g. 4", "4"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
